@@ -1,0 +1,47 @@
+# chatgate — two commands do everything on a fresh machine:
+#   make run    install, migrate, start Redis if REDIS_URL is unset, serve on 127.0.0.1:8000
+#   make test   install, start what the tests need (Redis, Chromium), run lint, types, tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: install run test lint typecheck pytest browser-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $@
+
+run: install
+	DEBUG=$${DEBUG:-1} $(BIN)/python -m sessions_app.devrun
+
+# Debian's Chromium and CJK fonts for the browser tests (Playwright never downloads a browser).
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+		echo "Installing Debian's chromium and fonts-noto-cjk for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium fonts-noto-cjk gettext >/dev/null; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	CHATGATE_TESTING=1 $(BIN)/mypy config sessions_app
+
+pytest: install browser-deps
+	CHATGATE_TESTING=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/admission_bench.py
+
+clean:
+	rm -rf $(VENV) .test-db-* artifacts

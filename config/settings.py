@@ -1,0 +1,247 @@
+"""Settings for chatgate, read from the environment with safe defaults.
+
+Every value an operator may need to change comes from an environment variable; the defaults
+suit a developer's machine (`make run`). With DEBUG off, the secret key must come from the
+environment and the security headers are strict.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+# Under pytest the dev secret is acceptable and HTTPS redirects would only get in the way.
+TESTING = env_bool("CHATGATE_TESTING", False) or "pytest" in Path(sys.argv[0]).name
+
+_DEV_SECRET = "dev-only-insecure-secret-key-set-SECRET_KEY-in-production-0123456789"
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Export SECRET_KEY (a long random string), "
+            "or set DEBUG=1 for local development."
+        )
+    SECRET_KEY = _DEV_SECRET
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "sessions_app.middleware.RequestMetricsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "config.asgi.application"
+
+# --- Database: SQLite by default, PostgreSQL (or anything dj-database-url reads) by DATABASE_URL.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets daphne's threads read while one writes; IMMEDIATE avoids the lock-upgrade
+    # deadlock SQLite otherwise hits when two threads both read-then-write.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # A file (not :memory:) so that servers the tests start in other processes can share it;
+    # the pid keeps two test runs on one machine apart.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get(
+            "CHATGATE_TEST_DB", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")
+        )
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: admission state, channel layer and cache all live in one Redis server.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every admission key is built from this prefix inside one hash tag (see redis_keys.py).
+CHATGATE_REDIS_PREFIX = os.environ.get("CHATGATE_REDIS_PREFIX", "chatgate")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    # redis-py 8 defaults socket_timeout to 5 s, the same as the layer's
+                    # blocking pop, which then kills idle consumers (DESIGN.md §7).
+                    "socket_timeout": None,
+                    # redis-py 8's asyncio pool raises past its size instead of waiting.
+                    "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+                }
+            ],
+            "prefix": f"{CHATGATE_REDIS_PREFIX}:asgi",
+            # One list per process; position fan-out sends once per process, but chat
+            # streams and per-person events may burst (DESIGN.md §7).
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 2000),
+            "expiry": 60,
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{CHATGATE_REDIS_PREFIX}:cache",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 2,
+            "SOCKET_TIMEOUT": 2,
+        },
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Languages: the people are mostly Korean speakers; English is the fallback.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("ko", _("Korean")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Seoul")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# --- Security defaults.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the chat page's JS reads it for the JSON fallback's writes
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG and not TESTING:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Uploads and request bodies: the API takes small JSON documents only.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "sessions_app": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "django": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
+
+# --- chatgate's own knobs (defaults for the live limits; GateSettings overrides at run time).
+CHATGATE = {
+    "MAX_ACTIVE_SESSIONS": env_int("MAX_ACTIVE_SESSIONS", 20),
+    "MAX_CONCURRENT_QUERIES": env_int("MAX_CONCURRENT_QUERIES", 10),
+    "IDLE_TIMEOUT_SECONDS": env_int("IDLE_TIMEOUT_SECONDS", 30 * 60),
+    "DISCONNECT_GRACE_SECONDS": env_int("DISCONNECT_GRACE_SECONDS", 120),
+    "QUERY_WAIT_TIMEOUT_SECONDS": env_int("QUERY_WAIT_TIMEOUT_SECONDS", 60),
+    "LEASE_TTL_SECONDS": env_int("LEASE_TTL_SECONDS", 30),
+    "PRIORITY_LEAD": env_int("PRIORITY_LEAD", 20),
+    "SWEEP_INTERVAL_SECONDS": float(os.environ.get("SWEEP_INTERVAL_SECONDS", "1.0")),
+    "CHAT_BACKEND": os.environ.get("CHAT_BACKEND", "echo"),
+    "ECHO_TOKEN_DELAY_SECONDS": float(os.environ.get("ECHO_TOKEN_DELAY_SECONDS", "0.05")),
+    "OPENAI_BASE_URL": os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1"),
+    "OPENAI_MODEL": os.environ.get("OPENAI_MODEL", "default"),
+    "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", ""),
+    "OPENAI_HISTORY_MESSAGES": env_int("OPENAI_HISTORY_MESSAGES", 12),
+    "CHAT_RATE_PER_MINUTE": env_int("CHAT_RATE_PER_MINUTE", 30),
+    "API_CREATE_RATE_PER_MINUTE": env_int("API_CREATE_RATE_PER_MINUTE", 30),
+    "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 64 * 1024),
+    "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+    "METRICS_ALLOWED_IPS": env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]),
+    "METRICS_RETENTION_SECONDS": env_int("METRICS_RETENTION_SECONDS", 24 * 3600),
+}

@@ -1,0 +1,51 @@
+"""The gate's knobs, read from settings.CHATGATE with defaults.
+
+The live limits (max active, max generating, timeouts, paused) are edited at run time through
+GateSettings; the values here are only their first defaults and the process-level knobs.
+"""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "MAX_ACTIVE_SESSIONS": 20,
+    "MAX_CONCURRENT_QUERIES": 10,
+    "IDLE_TIMEOUT_SECONDS": 30 * 60,
+    "DISCONNECT_GRACE_SECONDS": 120,
+    "QUERY_WAIT_TIMEOUT_SECONDS": 60,
+    "LEASE_TTL_SECONDS": 30,
+    "PRIORITY_LEAD": 20,
+    "SWEEP_INTERVAL_SECONDS": 1.0,
+    "CHAT_BACKEND": "echo",
+    "ECHO_TOKEN_DELAY_SECONDS": 0.05,
+    "OPENAI_BASE_URL": "http://127.0.0.1:8001/v1",
+    "OPENAI_MODEL": "default",
+    "OPENAI_API_KEY": "",
+    "OPENAI_HISTORY_MESSAGES": 12,
+    "CHAT_RATE_PER_MINUTE": 30,
+    "API_CREATE_RATE_PER_MINUTE": 30,
+    "MAX_MESSAGE_BYTES": 64 * 1024,
+    "METRICS_TOKEN": "",
+    "METRICS_ALLOWED_IPS": ["127.0.0.1", "::1"],
+    "METRICS_RETENTION_SECONDS": 24 * 3600,
+    # Without observed departures yet, assume a session lasts this long when estimating waits.
+    "ASSUMED_SESSION_SECONDS": 600,
+}
+
+# Sane upper bounds for values staff may set live (validated by GateSettings and set_limits).
+LIMIT_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_active_sessions": (1, 10_000),
+    "max_concurrent_queries": (1, 1_000),
+    "idle_timeout_seconds": (10, 7 * 24 * 3600),
+    "disconnect_grace_seconds": (5, 24 * 3600),
+    "query_wait_timeout_seconds": (1, 3600),
+}
+
+
+def get(name: str) -> Any:
+    """One knob: settings.CHATGATE[name], else the default."""
+    overrides = getattr(settings, "CHATGATE", {}) or {}
+    if name in overrides:
+        return overrides[name]
+    return DEFAULTS[name]

@@ -1,0 +1,73 @@
+"""`make run`: a local Redis when REDIS_URL is unset, the sweeper, and daphne on 127.0.0.1:8000.
+
+Ctrl-C (or SIGTERM) stops everything this started. Migrations and the first staff account are
+done before the servers start, so the printed login works at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from sessions_app.devredis import start_server, stop_server
+
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = os.environ.get("PORT", "8000")
+
+
+def main() -> int:
+    env = dict(os.environ)
+    redis_process = None
+    if not env.get("REDIS_URL"):
+        redis_process, env["REDIS_URL"] = start_server()
+        print(f"Started a local Redis at {env['REDIS_URL']} (set REDIS_URL to use your own).")
+    python = sys.executable
+    manage = [python, "manage.py"]
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
+        subprocess.run([*manage, "ensure_admin"], env=env, check=True)
+        children.append(subprocess.Popen([*manage, "sweep_sessions", "--loop"], env=env))
+        children.append(
+            subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "daphne",
+                    # A listen backlog of 50 makes connection bursts wait for SYN retries.
+                    "-e",
+                    f"tcp:port={PORT}:interface={HOST}:backlog=2048",
+                    "--websocket-max-message-size",
+                    "65536",
+                    "--proxy-headers",
+                    "config.asgi:application",
+                ],
+                env=env,
+            )  # fmt: skip
+        )
+        print(f"chatgate is serving on http://{HOST}:{PORT}/ — Ctrl-C stops it.")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if redis_process is not None:
+            stop_server(redis_process)
+        print("chatgate stopped.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

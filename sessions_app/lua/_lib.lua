@@ -1,0 +1,163 @@
+-- _lib.lua: shared helpers, prepended by admission.py to every transition script below.
+-- KEYS (the same order for every script):
+--   1 queue  2 active  3 seen  4 seq  5 config  6 stats  7 slots  8 slotq  9 slotw
+--   10 departures  11 waits
+-- ARGV[1] tagged prefix, e.g. "{chatgate}:" (sess:<id> and user:<u> are built from it)
+-- ARGV[2] now in seconds, or "" to read Redis TIME (only tests pass an explicit clock)
+local K_QUEUE, K_ACTIVE, K_SEEN, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_CONFIG, K_STATS, K_SLOTS, K_SLOTQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_SLOTW, K_DEPARTURES, K_WAITS = KEYS[9], KEYS[10], KEYS[11]
+local PREFIX = ARGV[1]
+
+local function read_now(value)
+  if value ~= nil and value ~= '' then return tonumber(value) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local NOW = read_now(ARGV[2])
+
+-- A session hash outlives its indexes only by accident (a crash between commands cannot
+-- happen inside a script, but a manual DEL of an index can); this TTL bounds any leftover.
+local SESSION_TTL = 2 * 24 * 3600
+-- How much one sweep may do, so that no script blocks Redis for long; the sweeper loops.
+local SWEEP_BATCH = 200
+
+local function sess_key(id) return PREFIX .. 'sess:' .. id end
+local function user_key(user) return PREFIX .. 'user:' .. user end
+
+-- The live limits; these fallbacks equal conf.DEFAULTS and apply only until GateSettings
+-- pushes the configured values (at start-up, on every save, and on reconcile).
+local CFG_DEFAULTS = {
+  max_active = 20, max_queries = 10, idle_timeout = 1800, grace = 120,
+  query_wait = 60, lease_ttl = 30, priority_lead = 20, paused = 0,
+}
+local function load_config()
+  local c = {}
+  for name, value in pairs(CFG_DEFAULTS) do c[name] = value end
+  local raw = redis.call('HGETALL', K_CONFIG)
+  for i = 1, #raw, 2 do c[raw[i]] = tonumber(raw[i + 1]) end
+  return c
+end
+local CFG = load_config()
+
+local function stat(name, amount)
+  redis.call('HINCRBY', K_STATS, name, amount or 1)
+end
+
+-- Queue order. Normal lane: 2*ticket. Priority lane: 2*(ticket - lead) - 1, so a priority
+-- arrival goes ahead of at most `lead` people of the normal lane who came before it, and
+-- nobody in the normal lane is ever overtaken by more than `lead` people: no starvation,
+-- and ZRANK stays the exact place in line. Odd/even keeps every score distinct.
+local function queue_score(lane, ticket)
+  if lane == 'priority' then return 2 * (ticket - CFG.priority_lead) - 1 end
+  return 2 * ticket
+end
+
+local function position_of(id)
+  local rank = redis.call('ZRANK', K_QUEUE, id)
+  if rank then return rank + 1 end
+  return 0
+end
+
+local function activate(id, over_limit)
+  local key = sess_key(id)
+  redis.call('ZREM', K_QUEUE, id)
+  redis.call('ZADD', K_ACTIVE, NOW, id)
+  local created = tonumber(redis.call('HGET', key, 'created')) or NOW
+  redis.call('HSET', key, 'state', 'active', 'activated', tostring(NOW),
+             'over', over_limit and '1' or '0')
+  redis.call('LPUSH', K_WAITS, string.format('%.3f:%.3f', NOW, NOW - created))
+  redis.call('LTRIM', K_WAITS, 0, 1999)
+  stat('admissions')
+end
+
+-- Removes a session from every index. Returns its state before, or false if it was not live.
+local function end_session(id, reason)
+  local key = sess_key(id)
+  local fields = redis.call('HMGET', key, 'state', 'user')
+  local state, user = fields[1], fields[2]
+  redis.call('ZREM', K_QUEUE, id)
+  redis.call('ZREM', K_ACTIVE, id)
+  redis.call('ZREM', K_SEEN, id)
+  if not state then return false end
+  if state == 'active' then
+    redis.call('LPUSH', K_DEPARTURES, tostring(NOW))
+    redis.call('LTRIM', K_DEPARTURES, 0, 49)
+  end
+  if user and redis.call('GET', user_key(user)) == id then redis.call('DEL', user_key(user)) end
+  redis.call('DEL', key)
+  stat('closed_' .. reason)
+  return state
+end
+
+-- Fills free seats from the head of the queue. Paused admissions promote nobody.
+local function promote_heads()
+  local promoted = {}
+  if CFG.paused == 1 then return promoted end
+  local free = CFG.max_active - redis.call('ZCARD', K_ACTIVE)
+  if free <= 0 then return promoted end
+  for _, id in ipairs(redis.call('ZRANGE', K_QUEUE, 0, free - 1)) do
+    activate(id, false)
+    stat('promotions')
+    promoted[#promoted + 1] = id
+  end
+  return promoted
+end
+
+-- Dead query leases and dead query waiters (their process stopped renewing or polling).
+local function reclaim_slots()
+  local reclaimed = redis.call('ZREMRANGEBYSCORE', K_SLOTS, '-inf', NOW)
+  if reclaimed > 0 then stat('leases_reclaimed', reclaimed) end
+  for _, waiter in ipairs(redis.call('ZRANGEBYSCORE', K_SLOTW, '-inf', NOW)) do
+    redis.call('ZREM', K_SLOTQ, waiter)
+    redis.call('ZREM', K_SLOTW, waiter)
+  end
+  return reclaimed
+end
+
+-- Expiry is a pure function of NOW: idle since the timeout (inclusive), unseen since the grace.
+local function sweep_due()
+  local expired, abandoned = {}, {}
+  local idle_cutoff = NOW - CFG.idle_timeout
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', idle_cutoff,
+                                 'LIMIT', 0, SWEEP_BATCH)) do
+    if end_session(id, 'expired') then expired[#expired + 1] = id end
+  end
+  local unseen_cutoff = NOW - CFG.grace
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_SEEN, '-inf', unseen_cutoff,
+                                 'LIMIT', 0, SWEEP_BATCH)) do
+    local fields = redis.call('HMGET', sess_key(id), 'state', 'paged')
+    if fields[1] == 'queued' or (fields[1] == 'active' and fields[2] == '1') then
+      if end_session(id, 'abandoned') then abandoned[#abandoned + 1] = id end
+    else
+      -- An active session no page ever attached to (API) ends only by close or idle expiry.
+      redis.call('ZREM', K_SEEN, id)
+    end
+  end
+  local reclaimed = reclaim_slots()
+  return expired, abandoned, reclaimed
+end
+
+-- A session past its own deadline is ended before anything else touches it, so that no
+-- touch or open can revive it. Returns the reason it ended, or false.
+local function end_if_due(id)
+  local fields = redis.call('HMGET', sess_key(id), 'state', 'paged')
+  local state, paged = fields[1], fields[2]
+  if not state then return false end
+  local last = redis.call('ZSCORE', K_ACTIVE, id)
+  if state == 'active' and last and tonumber(last) <= NOW - CFG.idle_timeout then
+    end_session(id, 'expired')
+    return 'expired'
+  end
+  local seen = redis.call('ZSCORE', K_SEEN, id)
+  if seen and tonumber(seen) <= NOW - CFG.grace and (state == 'queued' or paged == '1') then
+    end_session(id, 'abandoned')
+    return 'abandoned'
+  end
+  return false
+end
+
+local function keep_alive(id, user)
+  redis.call('EXPIRE', sess_key(id), SESSION_TTL)
+  if user then redis.call('EXPIRE', user_key(user), SESSION_TTL) end
+end

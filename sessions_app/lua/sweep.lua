@@ -1,0 +1,7 @@
+-- sweep.lua: expires idle sessions, abandons unseen ones, reclaims dead query leases, then
+-- promotes. Bounded per call (SWEEP_BATCH); the sweeper calls it again while work remains.
+-- KEYS: see _lib.lua
+-- returns {expired{}, abandoned{}, promoted{}, reclaimed leases}
+local expired, abandoned, reclaimed = sweep_due()
+local promoted = promote_heads()
+return {expired, abandoned, promoted, reclaimed}

@@ -1,0 +1,42 @@
+"""Makes sure someone can log in the first time, and says how (used by `make run`)."""
+
+import os
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a staff superuser if none exists: DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL "
+        "when set, else 'admin' with a generated password printed once."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        users = get_user_model().objects
+        existing = users.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            self.stdout.write(
+                f"Log in at http://127.0.0.1:8000/accounts/login/ as "
+                f"'{existing.get_username()}' (staff console: /console/)."
+            )
+            return
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
+        email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
+        users.create_superuser(username=username, email=email, password=password)
+        shown = (
+            "(from DJANGO_SUPERUSER_PASSWORD)"
+            if os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+            else password
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                "First run: created the staff account\n"
+                f"  username: {username}\n  password: {shown}\n"
+                "  (shown once; change it in /admin/)\n"
+                "Log in at http://127.0.0.1:8000/accounts/login/ — console at /console/."
+            )
+        )

@@ -1,0 +1,56 @@
+"""Runs the sweep once, or forever with --loop (the sweeper `make run` starts)."""
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from sessions_app import conf, services
+from sessions_app.admission import GateUnavailable
+
+
+class Command(BaseCommand):
+    help = "Expire idle sessions, drop abandoned ones, reclaim dead query slots, promote."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loop", action="store_true", help="Keep sweeping until stopped.")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=None,
+            help="Seconds between sweeps with --loop (default SWEEP_INTERVAL_SECONDS, 1).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        interval = options["interval"] or float(conf.get("SWEEP_INTERVAL_SECONDS"))
+        if interval <= 0:
+            raise CommandError("--interval must be a positive number of seconds.")
+        if not options["loop"]:
+            try:
+                result = services.sessions_sweep()
+            except GateUnavailable as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                f"expired {len(result.expired)}, abandoned {len(result.abandoned)}, "
+                f"promoted {len(result.promoted)}, leases reclaimed {result.reclaimed}"
+            )
+            return
+        self.stdout.write(f"Sweeping every {interval:g} s; Ctrl-C stops.")
+        synced = False
+        try:
+            while True:
+                try:
+                    if not synced:
+                        # After a Redis restart the live limits are gone: push them again.
+                        services.limits_sync_from_record()
+                        synced = True
+                    result = services.sessions_sweep()
+                    # A full batch means more is due: go again at once.
+                    if len(result.expired) >= 200 or len(result.abandoned) >= 200:
+                        continue
+                except GateUnavailable as exc:
+                    synced = False
+                    self.stderr.write(f"Redis unreachable, retrying: {exc}")
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            self.stdout.write("Sweeper stopped.")

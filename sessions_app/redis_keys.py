@@ -1,0 +1,103 @@
+"""The only place a Redis key string of the gate is built.
+
+Every key lives under one prefix inside one hash tag, `{<prefix>}:`, so that all keys a script
+touches map to one Redis Cluster slot. The Lua scripts receive the tagged prefix as ARGV[1] and
+build the per-session and per-user keys from it with exactly the names below (`sess:` and
+`user:`), because those keys are only known inside the script.
+
+| key        | type       | holds                                                           |
+|------------|------------|-----------------------------------------------------------------|
+| seq        | string     | monotonic ticket counter (INCR)                                 |
+| queue      | sorted set | queued session id -> order score (lane-adjusted ticket)         |
+| active     | sorted set | active session id -> time of last chat activity                 |
+| seen       | sorted set | session id -> last time a page (or API poll) saw the person      |
+| sess:<id>  | hash       | user, state, lane, ticket, created, activated, paged, over, lease |
+| user:<u>   | string     | the person's live session id                                    |
+| slots      | sorted set | query lease id -> lease deadline (the generation semaphore)     |
+| slotq      | sorted set | waiting query id -> ticket (FIFO among queries)                 |
+| slotw      | sorted set | waiting query id -> liveness deadline (dead waiters are dropped)|
+| config     | hash       | the live limits, pushed from GateSettings                       |
+| stats      | hash       | global counters (admissions, promotions, expiries, ...)         |
+| departures | list       | times of recent departures from the active set (for ETAs)       |
+| waits      | list       | recent queue waits in seconds (for the console's percentiles)   |
+
+Departure from DESIGN.md §2: `active` scores are the time of last activity, not the idle
+deadline, so that a live change of the idle timeout applies at once to everyone.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str
+
+    @property
+    def tagged(self) -> str:
+        """`{prefix}:` — what every key starts with and what the scripts get as ARGV[1]."""
+        return "{" + self.prefix + "}:"
+
+    def _key(self, name: str) -> str:
+        return self.tagged + name
+
+    @property
+    def seq(self) -> str:
+        return self._key("seq")
+
+    @property
+    def queue(self) -> str:
+        return self._key("queue")
+
+    @property
+    def active(self) -> str:
+        return self._key("active")
+
+    @property
+    def seen(self) -> str:
+        return self._key("seen")
+
+    @property
+    def slots(self) -> str:
+        return self._key("slots")
+
+    @property
+    def slot_queue(self) -> str:
+        return self._key("slotq")
+
+    @property
+    def slot_waiters(self) -> str:
+        return self._key("slotw")
+
+    @property
+    def config(self) -> str:
+        return self._key("config")
+
+    @property
+    def stats(self) -> str:
+        return self._key("stats")
+
+    @property
+    def departures(self) -> str:
+        return self._key("departures")
+
+    @property
+    def waits(self) -> str:
+        return self._key("waits")
+
+    def session(self, session_id: str) -> str:
+        return self._key(f"sess:{session_id}")
+
+    def user(self, user_key: str) -> str:
+        return self._key(f"user:{user_key}")
+
+    def metrics_minute(self, minute: int) -> str:
+        """Per-minute request metrics (middleware), one hash per minute."""
+        return self._key(f"metrics:{minute}")
+
+    def rate(self, scope: str, ident: str, window: int) -> str:
+        """A fixed-window rate-limit counter."""
+        return self._key(f"rate:{scope}:{ident}:{window}")
+
+    def all_pattern(self) -> str:
+        """A SCAN pattern matching every key of this prefix (tests and reconcile)."""
+        return "{" + self.prefix + "}:*"

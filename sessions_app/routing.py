@@ -1,0 +1,9 @@
+"""WebSocket routes: the person's chat socket and the staff console's live feed."""
+
+from django.urls import path
+
+from sessions_app.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/", ChatConsumer.as_asgi()),
+]

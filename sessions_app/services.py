@@ -1,0 +1,365 @@
+"""Use-cases that change the gate: the Redis transition first, then the SQL record, then notices.
+
+Consumers, views, the API, admin actions and management commands all call these functions; none
+of them touches admission state or the session record directly. The order matters: Redis is the
+live truth, so its transition decides what happened; the SQL record follows in one transaction,
+and people are notified only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import Permission
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from sessions_app import conf, notifications
+from sessions_app.admission import (
+    CloseResult,
+    GateUnavailable,
+    OpenResult,
+    PromoteResult,
+    SweepResult,
+    TouchResult,
+    get_manager,
+)
+from sessions_app.models import AuditEvent, ChatSession, GateSettings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GateUnavailable"]
+
+
+class NotActive(Exception):
+    """The session is not active (queued, closed, or never existed)."""
+
+
+class CapacityTimeout(Exception):
+    """No generation slot came free within the query wait limit."""
+
+
+class SlotLost(Exception):
+    """A generation's lease ran out before it could be renewed (the slot may serve another)."""
+
+
+def redis_user_key(user: Any) -> str:
+    """How Redis names a person: the primary key, stable across username changes."""
+    return str(user.pk)
+
+
+def lane_for(user: Any) -> str:
+    """The priority lane needs the explicit permission; superusers are not put in it by default."""
+    has_priority = (
+        Permission.objects.filter(codename="priority", content_type__app_label="sessions_app")
+        .filter(user=user)
+        .exists()
+        or Permission.objects.filter(
+            codename="priority", content_type__app_label="sessions_app", group__user=user
+        ).exists()
+    )
+    return ChatSession.Lane.PRIORITY if has_priority else ChatSession.Lane.NORMAL
+
+
+# --- the SQL record of what Redis decided ------------------------------------------------------
+
+
+def _record_changes(
+    *,
+    promoted: list[str] = (),  # type: ignore[assignment]
+    closed: dict[str, str] | None = None,
+    note: str = "",
+) -> None:
+    """Writes promotions and closings to the record, then notifies after commit."""
+    closed = closed or {}
+    if not promoted and not closed:
+        transaction.on_commit(notifications.queue_changed)
+        return
+    now = timezone.now()
+    if promoted:
+        ChatSession.objects.filter(id__in=list(promoted)).exclude(
+            state=ChatSession.State.CLOSED
+        ).update(state=ChatSession.State.ACTIVE, activated_at=now)
+    for reason in set(closed.values()):
+        ids = [sid for sid, r in closed.items() if r == reason]
+        fields: dict[str, Any] = {
+            "state": ChatSession.State.CLOSED,
+            "closed_at": now,
+            "close_reason": reason,
+        }
+        if note:
+            fields["close_note"] = note[:300]
+        ChatSession.objects.filter(id__in=ids).exclude(state=ChatSession.State.CLOSED).update(
+            **fields
+        )
+    activated = list(promoted)
+    transaction.on_commit(
+        lambda: notifications.gate_changes(activated=activated, closed=closed, note=note)
+    )
+
+
+def _closed_map(expired: list[str], abandoned: list[str]) -> dict[str, str]:
+    closed = dict.fromkeys(expired, ChatSession.Reason.EXPIRED.value)
+    closed.update(dict.fromkeys(abandoned, ChatSession.Reason.ABANDONED.value))
+    return closed
+
+
+def audit(
+    *, actor: Any, action: str, target: str = "", detail: dict[str, Any] | None = None
+) -> None:
+    label = getattr(actor, "get_username", lambda: str(actor or "system"))()
+    AuditEvent.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_label=label or "system",
+        action=action,
+        target=target,
+        detail=detail or {},
+    )
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenOutcome:
+    session_id: str
+    state: str
+    position: int
+    created: bool
+
+
+def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -> OpenOutcome:
+    """Opens the person's session or returns their live one (one per person)."""
+    manager = get_manager()
+    result: OpenResult = manager.open(redis_user_key(user), lane=lane_for(user), via=via)
+    with transaction.atomic():
+        if result.created:
+            now = timezone.now()
+            ChatSession.objects.update_or_create(
+                id=result.session_id,
+                defaults={
+                    "user": user,
+                    "state": result.state,
+                    "lane": lane_for(user),
+                    "ticket": result.ticket,
+                    "opened_via": via,
+                    "client_session_id": client_session_id[:200],
+                    "created_at": now,
+                    "activated_at": now if result.state == "active" else None,
+                },
+            )
+        elif not ChatSession.objects.filter(id=result.session_id).exists():
+            # Redis knows a session the record lost (a restored database): record it now.
+            ChatSession.objects.create(
+                id=result.session_id, user=user, state=result.state, ticket=result.ticket
+            )
+        _record_changes(
+            promoted=result.promoted, closed=_closed_map(result.expired, result.abandoned)
+        )
+    return OpenOutcome(result.session_id, result.state, result.position, result.created)
+
+
+def session_close(
+    *, session_id: str, reason: str, actor: Any = None, note: str = ""
+) -> CloseResult:
+    """Ends one session for `reason` and promotes into the freed seat."""
+    result = get_manager().close(str(session_id), reason=reason)
+    with transaction.atomic():
+        closed = _closed_map(result.expired, result.abandoned)
+        closed[str(session_id)] = reason
+        _record_changes(promoted=result.promoted, closed=closed, note=note)
+        if actor is not None and reason == ChatSession.Reason.ADMIN:
+            audit(
+                actor=actor,
+                action="session.close",
+                target=str(session_id),
+                detail={"note": note, "was": result.previous_state or "not live"},
+            )
+    return result
+
+
+def session_live_for_user(user: Any) -> str | None:
+    return get_manager().session_of_user(redis_user_key(user))
+
+
+def session_touch(*, session_id: str, kind: str) -> TouchResult:
+    """Presence (page), poll (API) or activity (chat message); ends it if already past due."""
+    result = get_manager().touch(str(session_id), kind=kind)
+    if result.state in ("expired", "abandoned") or result.promoted:
+        closed = {str(session_id): result.state} if result.state in ("expired", "abandoned") else {}
+        with transaction.atomic():
+            _record_changes(promoted=result.promoted, closed=closed)
+    return result
+
+
+def sessions_sweep() -> SweepResult:
+    """One sweep: expire idle, drop abandoned, reclaim dead leases, promote."""
+    result = get_manager().sweep()
+    if result.changed:
+        with transaction.atomic():
+            _record_changes(
+                promoted=result.promoted, closed=_closed_map(result.expired, result.abandoned)
+            )
+        logger.info(
+            "sweep: %d expired, %d abandoned, %d promoted, %d leases reclaimed",
+            len(result.expired),
+            len(result.abandoned),
+            len(result.promoted),
+            result.reclaimed,
+        )
+    return result
+
+
+def session_promote(*, session_id: str, how: str, actor: Any) -> PromoteResult:
+    """Staff: admit now (even above the limit) or move to the front of the queue."""
+    result = get_manager().promote(str(session_id), how=how)
+    with transaction.atomic():
+        if result.outcome == "admitted":
+            ChatSession.objects.filter(id=session_id).update(
+                state=ChatSession.State.ACTIVE,
+                activated_at=timezone.now(),
+                admitted_over_limit=result.over_limit,
+            )
+            transaction.on_commit(lambda: notifications.session_activated(str(session_id)))
+        if result.outcome != "not_queued":
+            transaction.on_commit(notifications.queue_changed)
+            audit(
+                actor=actor,
+                action=f"session.{how}",
+                target=str(session_id),
+                detail={"over_limit": result.over_limit},
+            )
+    return result
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+
+def limits_push(gate: GateSettings) -> list[str]:
+    """Writes GateSettings to Redis; a raised limit or a resume promotes at once."""
+    promoted = get_manager().set_limits(gate.limits())
+    if promoted:
+        with transaction.atomic():
+            _record_changes(promoted=promoted)
+    else:
+        notifications.queue_changed()
+    return promoted
+
+
+def limits_set(*, actor: Any, **changes: Any) -> GateSettings:
+    """Changes live limits (GateSettings field names); raises ValidationError if out of bounds."""
+    allowed = {
+        "max_active_sessions",
+        "max_concurrent_queries",
+        "idle_timeout_seconds",
+        "disconnect_grace_seconds",
+        "query_wait_timeout_seconds",
+        "admissions_paused",
+        "banner_message",
+    }
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        gate = GateSettings.objects.select_for_update().filter(pk=1).first() or GateSettings.load()
+        before = {name: getattr(gate, name) for name in changes}
+        for name, value in changes.items():
+            setattr(gate, name, value)
+        gate.save()  # full_clean() inside: bounds are enforced before anything is written
+        audit(
+            actor=actor,
+            action="limits.set",
+            target="gate",
+            detail={"before": before, "after": changes},
+        )
+    if "banner_message" in changes:
+        notifications.banner_changed(gate.banner_message)
+    return gate
+
+
+def limits_sync_from_record() -> GateSettings:
+    """At start-up (and after a Redis restart): push the recorded limits into Redis."""
+    gate = GateSettings.load()
+    limits_push(gate)
+    return gate
+
+
+# --- generation slots --------------------------------------------------------------------------
+
+
+def _query_wait_limit() -> float:
+    live = get_manager().config().get("query_wait_timeout_seconds")
+    return float(live or conf.get("QUERY_WAIT_TIMEOUT_SECONDS"))
+
+
+def _lease_ttl() -> float:
+    live = get_manager().config().get("lease_ttl_seconds")
+    return float(live or conf.get("LEASE_TTL_SECONDS"))
+
+
+@asynccontextmanager
+async def generation_slot(
+    *,
+    session_id: str,
+    on_wait: Callable[[int], Awaitable[None]] | None = None,
+    timeout: float | None = None,
+    poll_interval: float = 0.05,
+) -> AsyncIterator[str]:
+    """Holds one query slot for the body: waits its turn (FIFO), renews, always releases.
+
+    Raises NotActive if the session is not active, CapacityTimeout after the query wait limit.
+    `on_wait(place)` is awaited whenever the query's place among waiting queries changes.
+    A lease that could not be renewed (Redis unreachable past its TTL) raises SlotLost when
+    the body ends, so the caller can tell the person the answer may have been cut short.
+    """
+    manager = get_manager()
+    waiter_id = f"{session_id}:{uuid.uuid4().hex[:12]}"
+    limit = timeout if timeout is not None else await asyncio.to_thread(_query_wait_limit)
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + limit
+    last_place = -1
+    lease_id = ""
+    try:
+        while True:
+            result = await asyncio.to_thread(manager.acquire_slot, session_id, waiter_id=waiter_id)
+            if result.outcome == "granted":
+                lease_id = result.lease_id
+                break
+            if result.outcome == "not_active":
+                raise NotActive(session_id)
+            if on_wait is not None and result.place != last_place:
+                last_place = result.place
+                await on_wait(result.place)
+            if loop.time() >= give_up_at:
+                raise CapacityTimeout(session_id)
+            await asyncio.sleep(poll_interval)
+    except BaseException:
+        await asyncio.to_thread(manager.release_slot, session_id, waiter_id=waiter_id)
+        raise
+
+    ttl = await asyncio.to_thread(_lease_ttl)
+    lost = asyncio.Event()
+
+    async def keep_renewing() -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            if not await asyncio.to_thread(manager.renew_slot, lease_id):
+                lost.set()
+                return
+
+    renewer = asyncio.create_task(keep_renewing())
+    try:
+        yield lease_id
+    finally:
+        renewer.cancel()
+        # Shielded: a cancelled generation (Stop, disconnect) must still give its slot back.
+        await asyncio.shield(asyncio.to_thread(manager.release_slot, session_id, lease_id=lease_id))
+    if lost.is_set():
+        raise SlotLost(lease_id)

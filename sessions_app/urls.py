@@ -1,0 +1,13 @@
+"""URLs of the gate, gathered from each surface's own module so each can change alone."""
+
+from django.urls import include, path
+
+from sessions_app.views import chat, console, health, metrics
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("api/v1/", include("sessions_app.api.urls")),
+    path("console/", include(console.urlpatterns)),
+    path("", include(chat.urlpatterns)),
+]

@@ -1,0 +1,81 @@
+"""Shared fixtures: a real Redis server for the whole run, a clean keyspace per test.
+
+The run starts its own server on a free port (sessions_app.devredis) and points the settings,
+the channel layer and the cache at it, so `pytest` alone works. REDIS_URL is deliberately
+ignored: the tests flush their database, and must never flush yours. TEST_REDIS_URL names a
+server to use instead (it will be flushed).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sessions_app import admission
+from sessions_app.admission import AdmissionManager
+from sessions_app.redis_keys import RedisKeys
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+_server = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _server
+    from django.conf import settings
+
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        from sessions_app.devredis import start_server
+
+        _server, url = start_server()
+    os.environ["REDIS_URL"] = url  # for the servers and workers the tests start
+    settings.REDIS_URL = url
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = url
+    settings.CACHES["default"]["LOCATION"] = url
+    ARTIFACTS.mkdir(exist_ok=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _server is not None:
+        from sessions_app.devredis import stop_server
+
+        stop_server(_server)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ["REDIS_URL"]
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(redis_url: str) -> Iterator[None]:
+    """Every test starts from an empty Redis: no admission state, no channel-layer leftovers."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    admission.reset_manager()
+    yield
+    admission.reset_manager()
+
+
+@pytest.fixture
+def manager(redis_client: redis.Redis) -> AdmissionManager:
+    """A manager on its own key prefix (isolation even for tests that do not flush)."""
+    return AdmissionManager(redis_client, RedisKeys(f"t{uuid.uuid4().hex[:8]}"))
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    return ARTIFACTS

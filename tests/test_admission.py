@@ -1,0 +1,265 @@
+"""Each transition of admission.py against a real Redis, with an explicit clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessions_app.admission import AdmissionManager
+
+T0 = 1_000_000.0
+
+
+def fill(
+    manager: AdmissionManager, n: int, *, start: int = 0, now: float = T0, via: str = "page"
+) -> list[str]:
+    return [
+        manager.open(f"u{start + i}", via=via, now=now + i * 0.001).session_id for i in range(n)
+    ]
+
+
+def test_open_admits_until_the_limit_then_queues_in_arrival_order(manager):
+    manager.set_limits({"max_active_sessions": 3})
+    results = [manager.open(f"u{i}", now=T0 + i) for i in range(6)]
+    assert [r.state for r in results] == ["active"] * 3 + ["queued"] * 3
+    assert [r.position for r in results[3:]] == [1, 2, 3]
+    assert manager.queue_order() == [r.session_id for r in results[3:]]
+    assert manager.counts()["active"] == 3
+
+
+def test_same_person_opening_twice_gets_the_same_session(manager):
+    manager.set_limits({"max_active_sessions": 1})
+    first = manager.open("alice", now=T0)
+    again = manager.open("alice", now=T0 + 1)
+    assert again.session_id == first.session_id
+    assert again.created is False and first.created is True
+    queued = manager.open("bob", now=T0 + 2)
+    queued_again = manager.open("bob", now=T0 + 3)
+    assert (queued_again.session_id, queued_again.state, queued_again.position) == (
+        queued.session_id,
+        "queued",
+        1,
+    )
+    assert manager.counts() == {"active": 1, "queued": 1, "in_flight": 0, "waiting_queries": 0}
+
+
+def test_close_promotes_the_head_at_once(manager):
+    manager.set_limits({"max_active_sessions": 2})
+    a, _b, c, d = fill(manager, 4)
+    result = manager.close(a, reason="user", now=T0 + 10)
+    assert result.closed and result.previous_state == "active"
+    assert result.promoted == [c]
+    assert manager.session_info(c).state == "active"
+    assert manager.position(d) == 1
+    assert manager.session_of_user("u0") is None
+
+
+def test_closing_a_queued_session_moves_people_behind_it_up(manager):
+    manager.set_limits({"max_active_sessions": 1})
+    _a, b, c, d = fill(manager, 4)
+    result = manager.close(c, reason="user", now=T0 + 1)
+    assert result.promoted == []
+    assert manager.queue_order() == [b, d]
+    assert manager.position(d) == 2
+
+
+def test_closing_twice_is_harmless(manager):
+    (a,) = fill(manager, 1)
+    assert manager.close(a, reason="user", now=T0 + 1).closed is True
+    second = manager.close(a, reason="user", now=T0 + 2)
+    assert second.closed is False and second.previous_state == ""
+
+
+def test_raising_the_limit_promotes_at_once(manager):
+    manager.set_limits({"max_active_sessions": 2})
+    ids = fill(manager, 6)
+    promoted = manager.set_limits({"max_active_sessions": 5}, now=T0 + 5)
+    assert promoted == ids[2:5]
+    assert manager.counts()["active"] == 5
+    assert manager.queue_order() == [ids[5]]
+
+
+def test_lowering_the_limit_evicts_nobody_and_stops_promotions(manager):
+    manager.set_limits({"max_active_sessions": 4})
+    ids = fill(manager, 6)
+    assert manager.set_limits({"max_active_sessions": 2}, now=T0 + 1) == []
+    assert manager.counts()["active"] == 4
+    # Two leave: still at the new limit, so nobody is promoted.
+    assert manager.close(ids[0], reason="user", now=T0 + 2).promoted == []
+    assert manager.close(ids[1], reason="user", now=T0 + 3).promoted == []
+    # The third departure takes the count below 2: the head is promoted.
+    assert manager.close(ids[2], reason="user", now=T0 + 4).promoted == [ids[4]]
+
+
+def test_pause_stops_admissions_and_resume_promotes(manager):
+    manager.set_limits({"max_active_sessions": 5, "admissions_paused": 1})
+    first = manager.open("u1", now=T0)
+    assert first.state == "queued"  # nobody new becomes active while paused
+    promoted = manager.set_limits({"admissions_paused": 0}, now=T0 + 1)
+    assert promoted == [first.session_id]
+
+
+def test_priority_lane_goes_ahead_of_the_normal_lane(manager):
+    manager.set_limits({"max_active_sessions": 1, "priority_lead": 20})
+    fill(manager, 1)  # the one seat
+    normal = [manager.open(f"n{i}", now=T0 + i).session_id for i in range(3)]
+    vip = manager.open("vip", lane="priority", now=T0 + 10)
+    assert vip.position == 1
+    assert manager.queue_order() == [vip.session_id, *normal]
+
+
+def test_priority_lane_cannot_starve_the_normal_lane(manager):
+    """A normal-lane person is overtaken by at most `priority_lead` priority arrivals."""
+    lead = 3
+    manager.set_limits({"max_active_sessions": 1, "priority_lead": lead})
+    fill(manager, 1)
+    waiting = manager.open("patient", now=T0).session_id
+    vips = [manager.open(f"vip{i}", lane="priority", now=T0 + 1 + i).session_id for i in range(10)]
+    order = manager.queue_order()
+    # Only the `lead` priority arrivals that came right after them overtake them.
+    assert order.index(waiting) == lead
+    assert order[:lead] == vips[:lead]
+    assert order[lead + 1 :] == vips[lead:]
+
+
+def test_front_moves_a_queued_person_to_the_head(manager):
+    manager.set_limits({"max_active_sessions": 1})
+    _a, b, c, d = fill(manager, 4)
+    result = manager.promote(d, how="front", now=T0 + 1)
+    assert result.outcome == "front"
+    assert manager.queue_order() == [d, b, c]
+
+
+def test_admit_now_goes_above_the_limit_and_is_labelled(manager):
+    manager.set_limits({"max_active_sessions": 1})
+    _a, b = fill(manager, 2)
+    result = manager.promote(b, how="admit", now=T0 + 1)
+    assert (result.outcome, result.over_limit) == ("admitted", True)
+    assert manager.counts()["active"] == 2
+    assert manager.session_info(b).over_limit is True
+    assert manager.promote(b, how="admit", now=T0 + 2).outcome == "not_queued"
+
+
+def test_idle_expiry_at_the_deadline_and_not_a_second_before(manager):
+    manager.set_limits(
+        {"max_active_sessions": 1, "idle_timeout_seconds": 100, "disconnect_grace_seconds": 3600}
+    )
+    a, b = fill(manager, 2)
+    manager.touch(a, kind="activity", now=T0 + 50)
+    early = manager.sweep(now=T0 + 50 + 99)
+    assert early.expired == [] and manager.session_info(a).state == "active"
+    due = manager.sweep(now=T0 + 50 + 100)
+    assert due.expired == [a]
+    assert due.promoted == [b]
+
+
+def test_a_touch_never_revives_a_session_past_its_deadline(manager):
+    manager.set_limits({"idle_timeout_seconds": 100})
+    (a,) = fill(manager, 1)
+    result = manager.touch(a, kind="activity", now=T0 + 100)
+    assert result.state == "expired"
+    assert manager.session_info(a) is None
+
+
+def test_abandoned_after_the_grace_when_no_page_is_open(manager):
+    manager.set_limits({"max_active_sessions": 1, "disconnect_grace_seconds": 120})
+    page_user = manager.open("page", via="page", now=T0).session_id
+    queued = manager.open("waiter", via="page", now=T0).session_id
+    manager.touch(queued, kind="presence", now=T0 + 100)
+    # page_user's page was last seen at T0; waiter's at T0+100.
+    result = manager.sweep(now=T0 + 119)
+    assert result.abandoned == []
+    result = manager.sweep(now=T0 + 120)
+    assert result.abandoned == [page_user]
+    assert result.promoted == [queued]
+    result = manager.sweep(now=T0 + 100 + 120)
+    assert result.abandoned == [queued]
+
+
+def test_an_api_session_that_became_active_is_not_abandoned_for_lack_of_a_page(manager):
+    manager.set_limits({"disconnect_grace_seconds": 120, "idle_timeout_seconds": 1800})
+    api = manager.open("service-user", via="api", now=T0).session_id
+    result = manager.sweep(now=T0 + 1000)
+    assert result.abandoned == []
+    assert manager.session_info(api).state == "active"
+    assert manager.sweep(now=T0 + 1800).expired == [api]
+
+
+def test_a_queued_api_session_must_keep_polling(manager):
+    manager.set_limits({"max_active_sessions": 1, "disconnect_grace_seconds": 60})
+    fill(manager, 1, via="api")  # holds the seat without a page
+    polled = manager.open("poller", via="api", now=T0).session_id
+    for t in range(5, 300, 5):  # the earlier client polled every 5 s
+        assert manager.touch(polled, kind="poll", now=T0 + t).state == "queued"
+    assert manager.sweep(now=T0 + 300).abandoned == []
+    assert manager.sweep(now=T0 + 295 + 60).abandoned == [polled]
+
+
+def test_slots_are_limited_fifo_and_one_per_session(manager):
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 2})
+    a, b, c, d = fill(manager, 4)
+    ga = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    gb = manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0)
+    assert ga.outcome == gb.outcome == "granted"
+    # Full: c waits first, then d; a's second message waits behind a's first.
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0).place == 1
+    assert manager.acquire_slot(d, waiter_id=f"{d}:1", now=T0).place == 2
+    a2 = manager.acquire_slot(a, waiter_id=f"{a}:2", now=T0)
+    assert a2.outcome == "wait" and a2.blocked_by_own_session
+    # A frees its slot: c (first in line) gets it, d does not jump ahead.
+    assert manager.release_slot(a, lease_id=ga.lease_id, now=T0 + 1)
+    assert manager.acquire_slot(d, waiter_id=f"{d}:1", now=T0 + 1).outcome == "wait"
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0 + 1).outcome == "granted"
+    assert manager.counts()["in_flight"] == 2
+
+
+def test_release_is_compare_and_delete(manager):
+    manager.set_limits({"max_concurrent_queries": 1})
+    (a,) = fill(manager, 1)
+    granted = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    assert manager.release_slot(a, lease_id="not-my-lease", now=T0) is False
+    assert manager.counts()["in_flight"] == 1
+    assert manager.release_slot(a, lease_id=granted.lease_id, now=T0) is True
+    assert manager.release_slot(a, lease_id=granted.lease_id, now=T0) is False
+
+
+def test_lease_expiry_reclaims_the_slot_and_renewal_keeps_it(manager):
+    manager.set_limits({"max_concurrent_queries": 1, "lease_ttl_seconds": 30})
+    a, b = fill(manager, 2)
+    lease = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0).lease_id
+    assert manager.renew_slot(lease, now=T0 + 20)  # deadline now T0 + 50
+    assert manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0 + 49).outcome == "wait"
+    assert manager.sweep(now=T0 + 49).reclaimed == 0
+    assert manager.sweep(now=T0 + 50).reclaimed == 1
+    assert manager.renew_slot(lease, now=T0 + 51) is False  # a dead lease stays dead
+    assert manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0 + 51).outcome == "granted"
+
+
+def test_queued_session_cannot_take_a_slot(manager):
+    manager.set_limits({"max_active_sessions": 1})
+    _a, b = fill(manager, 2)
+    assert manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0).outcome == "not_active"
+
+
+def test_a_waiter_that_stops_polling_does_not_block_the_line(manager):
+    manager.set_limits({"max_concurrent_queries": 1, "lease_ttl_seconds": 10})
+    a, b, c = fill(manager, 3)
+    lease = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0).lease_id
+    assert manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0).place == 1  # then b vanishes
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0).place == 2
+    manager.release_slot(a, lease_id=lease, now=T0 + 1)
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0 + 11).outcome == "granted"
+
+
+def test_unknown_arguments_are_refused_before_reaching_redis(manager):
+    with pytest.raises(ValueError):
+        manager.open("x", lane="vip")
+    with pytest.raises(ValueError):
+        manager.close("x", reason="because")
+    with pytest.raises(ValueError):
+        manager.promote("x", how="sideways")
+
+
+def test_time_comes_from_redis_when_no_clock_is_passed(manager):
+    opened = manager.open("clockless")
+    info = manager.session_info(opened.session_id)
+    assert abs(info.created - manager.server_time()) < 5
