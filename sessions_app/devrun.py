@@ -18,6 +18,10 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     env = dict(os.environ)
     redis_process = None
@@ -46,10 +50,10 @@ def main() -> int:
                     "config.asgi:application",
                 ],
                 env=env,
-            )  # fmt: skip
+            )
         )
         print(f"chatgate is serving on http://{HOST}:{PORT}/ — Ctrl-C stops it.")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return 1
