@@ -18,11 +18,14 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
+def _stop_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def main() -> int:
+    # Explicit handlers: a shell that started us in the background set SIGINT to ignored.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
     env = dict(os.environ)
     redis_process = None
     if not env.get("REDIS_URL"):
@@ -53,7 +56,6 @@ def main() -> int:
             )
         )
         print(f"chatgate is serving on http://{HOST}:{PORT}/ — Ctrl-C stops it.")
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return 1
@@ -62,7 +64,7 @@ def main() -> int:
     finally:
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()  # daphne closes its sockets gracefully on SIGTERM
         for child in children:
             try:
                 child.wait(timeout=10)
