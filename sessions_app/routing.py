@@ -2,8 +2,10 @@
 
 from django.urls import path
 
+from sessions_app.console_live import ConsoleConsumer
 from sessions_app.consumers import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),
+    path("ws/console/", ConsoleConsumer.as_asgi()),
 ]

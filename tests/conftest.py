@@ -19,6 +19,7 @@ import redis
 from sessions_app import admission
 from sessions_app.admission import AdmissionManager
 from sessions_app.redis_keys import RedisKeys
+from tests.live import browser, chromium_path, daphne_server  # noqa: F401  (shared fixtures)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 _server = None

@@ -1,0 +1,144 @@
+"""Live servers for end-to-end tests: daphne processes on loopback, and real Chromium.
+
+`daphne_server` starts a real daphne (the same command line as `make run`) against the test
+database file and the test Redis; `start_daphne()` starts more (two processes sharing one
+Redis). `browser` launches Debian's Chromium through Playwright (never a downloaded browser).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+@dataclass
+class DaphneServer:
+    url: str  # http://127.0.0.1:PORT
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up (crash tests)."""
+        self.process.kill()
+        self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """Environment for a server or worker process sharing this test run's DB and Redis."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update(
+        CHATGATE_TESTING="1",
+        DJANGO_SETTINGS_MODULE="config.settings",
+        REDIS_URL=os.environ["REDIS_URL"],
+        CHATGATE_REDIS_PREFIX=settings.CHATGATE_REDIS_PREFIX,
+        SERVE_STATIC="1",
+        PYTHONUNBUFFERED="1",
+    )
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env.update(extra)
+    return env
+
+
+def start_daphne(tmp_path: Path, name: str = "daphne", **extra_env: str) -> DaphneServer:
+    port = _free_port()
+    log_path = tmp_path / f"{name}-{port}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "daphne",
+            "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
+            "--websocket-max-message-size", "65536",
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env=server_env(**extra_env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited at start:\n{log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return DaphneServer(f"http://127.0.0.1:{port}", port, process, log_path)
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"daphne did not listen within 30 s:\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def daphne_server(transactional_db: None, tmp_path: Path) -> Iterator[DaphneServer]:
+    server = start_daphne(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    if not path:
+        pytest.fail(
+            "Debian's chromium is not installed: run `make test` (it installs chromium and "
+            "fonts-noto-cjk with apt-get), or apt-get install chromium fonts-noto-cjk."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        yield instance
+        instance.close()
