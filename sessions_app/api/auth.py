@@ -1,0 +1,176 @@
+"""Who is calling the API, and whom they may act for.
+
+Two ways in, never mixed in one request:
+
+* `Authorization: Bearer <token>` — a service. The token's hash is looked up (the raw token is
+  never stored); a revoked or unknown token is a 401. Without `user_id` a token acts for its
+  owner; with the "act for users" permission it may name any `user_id` (a username), and a name
+  that does not exist yet is provisioned on create, without a usable password, as single
+  sign-on would. An Authorization header always wins: a bad token is refused even when the
+  request also carries a logged-in session cookie, so a misconfigured service fails loudly.
+* The session cookie of a logged-in browser — it acts only on itself, and its writes must pass
+  Django's CSRF check (the views are CSRF-exempt for bearer tokens, which are not sent
+  ambiently, and this module enforces CSRF for cookie callers itself, as DRF does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+
+from sessions_app.api.errors import ApiError, bad_request, forbidden, not_found
+from sessions_app.models import ApiToken, hash_token
+
+# Django's default username rule (ASCIIUsernameValidator's shape, Unicode word characters).
+USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}\Z")
+# Writing `last_used_at` on every call would make every API request a database write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="chatgate"'}
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: Any  # the browser's user, or the token's owner
+    token: ApiToken | None
+
+    @property
+    def via(self) -> str:
+        """How a session this caller opens is recorded: a browser's is a page's."""
+        return "api" if self.token is not None else "page"
+
+    @property
+    def may_act_for_others(self) -> bool:
+        return self.token is not None and self.token.can_act_for_users
+
+    @property
+    def sees_lists(self) -> bool:
+        """Staff and service tokens see who is active and queued; people see counts only."""
+        return self.token is not None or bool(self.user.is_staff)
+
+    @property
+    def may_sweep(self) -> bool:
+        return self.token is not None or bool(self.user.is_staff)
+
+    @property
+    def rate_ident(self) -> str:
+        return f"token:{self.token.pk}" if self.token is not None else f"user:{self.user.pk}"
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    def _reject(self, request: HttpRequest, reason: str) -> Any:
+        return reason
+
+
+def _enforce_csrf(request: HttpRequest) -> None:
+    check = _CsrfCheck(lambda _request: HttpResponse())
+    check.process_request(request)
+    reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
+    if reason:
+        raise ApiError(
+            403,
+            "CSRF_FAILED",
+            f"CSRF check failed ({reason}). A browser must send the csrftoken cookie's value "
+            "in the X-CSRFToken header; a service should use a bearer token instead.",
+        )
+
+
+def _token_caller(header: str) -> Caller:
+    scheme, _, raw = header.strip().partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
+        raise ApiError(
+            401,
+            "UNAUTHENTICATED",
+            "Unsupported Authorization header: send `Authorization: Bearer <token>`.",
+            headers=BEARER_CHALLENGE,
+        )
+    token = ApiToken.objects.select_related("owner").filter(token_hash=hash_token(raw)).first()
+    if token is None or not token.is_active:
+        raise ApiError(
+            401,
+            "INVALID_TOKEN",
+            "This API token is unknown or revoked; ask an operator for a new one "
+            "(manage.py create_api_token).",
+            headers=BEARER_CHALLENGE,
+        )
+    if not token.owner.is_active:
+        raise ApiError(
+            401,
+            "INVALID_TOKEN",
+            "This API token's owner account is deactivated.",
+            headers=BEARER_CHALLENGE,
+        )
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return Caller(user=token.owner, token=token)
+
+
+def authenticate(request: HttpRequest, *, write: bool) -> Caller:
+    """The caller, or an ApiError (401 not authenticated, 403 CSRF failure on a write)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        return _token_caller(header)
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        raise ApiError(
+            401,
+            "UNAUTHENTICATED",
+            "Log in first (session cookie), or send `Authorization: Bearer <token>`.",
+            headers=BEARER_CHALLENGE,
+        )
+    if write:
+        _enforce_csrf(request)
+    return Caller(user=user, token=None)
+
+
+def subject_for(caller: Caller, user_id: str | None, *, provision: bool, in_path: bool) -> Any:
+    """The person a request is about: the caller itself, or (tokens only) the named user.
+
+    `provision` creates a missing user (create only); otherwise a missing user is a 404.
+    A malformed name is a 400 in a body and a 404 in a path (no such resource).
+    """
+    if user_id is None or user_id == "":
+        return caller.user
+    if not USERNAME_RE.match(user_id):
+        if in_path:
+            raise not_found(f"No user named {user_id!r}.")
+        raise bad_request(
+            "user_id must be a username: 1-150 letters, digits and the characters . @ + - _"
+        )
+    if user_id == caller.user.get_username():
+        return caller.user
+    if not caller.may_act_for_others:
+        raise forbidden(
+            "You may act only on your own session. Naming another user_id needs an API token "
+            "with the act-for-users permission."
+        )
+    User = get_user_model()
+    lookup = {User.USERNAME_FIELD: user_id}
+    user = User._default_manager.filter(**lookup).first()
+    if user is None:
+        if not provision:
+            raise not_found(f"No user named {user_id!r}.")
+        user = _provision(user_id)
+    if not user.is_active:
+        raise forbidden(f"The account {user_id!r} is deactivated.")
+    return user
+
+
+def _provision(username: str) -> Any:
+    """Creates a person named by a trusted service; two concurrent creates both get it."""
+    User = get_user_model()
+    try:
+        with transaction.atomic():
+            # No password given: Django stores an unusable one; the person signs in elsewhere.
+            return User._default_manager.create_user(**{User.USERNAME_FIELD: username})  # type: ignore[attr-defined]
+    except IntegrityError:
+        return User._default_manager.get(**{User.USERNAME_FIELD: username})

@@ -1,0 +1,298 @@
+"""The endpoints: each authenticates, parses, calls one service or selector, answers JSON.
+
+Contract (kept compatible with the earlier FastAPI service, DESIGN.md §5):
+
+    POST   session/create             {"user_id"?, "session_id"?} -> 201 new / 200 existing
+    DELETE session/close/<user_id>    -> {"status": "closed", "session_id", "promoted"}
+    GET    session/status             -> counts and limits (+ lists for staff and tokens)
+    GET    session/position/<user_id> -> {"status": "queued", "position", ...} or "active"
+    POST   session/cleanup            -> {"expired", "abandoned", "promoted"} (staff, tokens)
+    GET    openapi.json               -> the OpenAPI description of all of the above
+
+The `session_id` a caller sends on create is the caller's own reference: it is stored and
+echoed back as `client_session_id`, never used as the gate's identifier (the earlier service
+let clients make identifiers up, which let one client guess another's). The gate's
+`session_id` is always its own UUID4.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
+from django.views.decorators.csrf import csrf_exempt
+
+from sessions_app import conf, eta, selectors, services
+from sessions_app.api.auth import authenticate, subject_for
+from sessions_app.api.errors import ApiError, bad_request, forbidden, json_view, not_found
+from sessions_app.api.schema import openapi_document
+from sessions_app.models import ChatSession
+from sessions_app.ratelimit import rate_check
+
+# A service token opens sessions for many people, so it gets a larger budget than one person.
+DEFAULT_TOKEN_CREATE_RATE_PER_MINUTE = 600
+# Lists in `status` are for dashboards, not exports: bounded so one call stays cheap.
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+CLIENT_REF_MAX = 200
+
+Handler = Callable[..., HttpResponse]
+
+
+def _knob(name: str, default: int) -> int:
+    """A knob that conf.DEFAULTS does not (yet) know: settings.CHATGATE[name], else default."""
+    return int((getattr(settings, "CHATGATE", {}) or {}).get(name, default))
+
+
+def endpoint(**handlers: Handler) -> Handler:
+    """One URL, one handler per HTTP method; any other method is a JSON 405 with `Allow`."""
+    allowed = ", ".join(sorted(handlers))
+
+    @csrf_exempt
+    @json_view
+    def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        handler = handlers.get(request.method or "")
+        if handler is None:
+            raise ApiError(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"{request.method} is not allowed here; use {allowed}.",
+                headers={"Allow": allowed},
+            )
+        return handler(request, **kwargs)
+
+    return view
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        raw = request.body
+    except (RequestDataTooBig, RawPostDataException) as exc:
+        raise ApiError(400, "TOO_LARGE", "The request body is too large for this API.") from exc
+    if not raw.strip():
+        return {}
+    if request.content_type not in ("application/json", "", "text/plain"):
+        raise bad_request("Send the request body as JSON (Content-Type: application/json).")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request("The request body is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return data
+
+
+def _optional_string(data: dict[str, Any], name: str, max_length: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string.")
+    if len(value) > max_length:
+        raise bad_request(f"{name} must be at most {max_length} characters.")
+    if "\x00" in value:
+        raise bad_request(f"{name} must not contain NUL characters.")
+    return value
+
+
+def _rate_limited(scope: str, ident: str, limit: int, who: str) -> None:
+    decision = rate_check(scope=scope, ident=ident, limit=limit)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "RATE_LIMIT",
+            f"Too many session requests for {who}: at most {limit} a minute. "
+            f"Try again in {decision.retry_after} s.",
+            retry_after=decision.retry_after,
+        )
+
+
+def _live_session_of(subject: Any) -> str:
+    session_id = services.session_live_for_user(subject)
+    if session_id is None:
+        raise not_found(f"{subject.get_username()} has no live session.")
+    return session_id
+
+
+def _eta(position: int) -> int | None:
+    return eta.eta_seconds(position, selectors.departure_rate())
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+
+def session_create(request: HttpRequest) -> HttpResponse:
+    caller = authenticate(request, write=True)
+    data = _json_body(request)
+    user_id = _optional_string(data, "user_id", 150)
+    client_ref = _optional_string(data, "session_id", CLIENT_REF_MAX) or ""
+    per_user = int(conf.get("API_CREATE_RATE_PER_MINUTE"))
+    if caller.token is not None:
+        # Checked before a user is provisioned, so a runaway service cannot mint accounts.
+        _rate_limited(
+            "api_create_token",
+            str(caller.token.pk),
+            _knob("API_TOKEN_CREATE_RATE_PER_MINUTE", DEFAULT_TOKEN_CREATE_RATE_PER_MINUTE),
+            f"this token ({caller.token.name})",
+        )
+    subject = subject_for(caller, user_id, provision=True, in_path=False)
+    _rate_limited("api_create_user", str(subject.pk), per_user, subject.get_username())
+    outcome = services.session_open(user=subject, via=caller.via, client_session_id=client_ref)
+    stored_ref = client_ref
+    if not outcome.created:
+        stored_ref = (
+            ChatSession.objects.filter(id=outcome.session_id)
+            .values_list("client_session_id", flat=True)
+            .first()
+            or ""
+        )
+        if client_ref and stored_ref and client_ref != stored_ref:
+            raise ApiError(
+                409,
+                "SESSION_CONFLICT",
+                f"{subject.get_username()} already has a live session with another "
+                f"session_id ({stored_ref!r}); close it first, or send that session_id (or "
+                "none) to resume it.",
+                extra={"session_id": outcome.session_id, "client_session_id": stored_ref},
+            )
+    body: dict[str, Any] = {
+        "status": outcome.state,
+        "session_id": outcome.session_id,
+        "client_session_id": stored_ref,
+        "user_id": subject.get_username(),
+        "created": outcome.created,
+    }
+    if outcome.state == "queued":
+        body["position"] = outcome.position
+        body["eta_seconds"] = _eta(outcome.position)
+    return JsonResponse(body, status=201 if outcome.created else 200)
+
+
+def session_close(request: HttpRequest, user_id: str) -> HttpResponse:
+    caller = authenticate(request, write=True)
+    subject = subject_for(caller, user_id, provision=False, in_path=True)
+    session_id = _live_session_of(subject)
+    result = services.session_close(session_id=session_id, reason=ChatSession.Reason.USER)
+    if not result.closed:
+        raise not_found(f"{subject.get_username()} has no live session.")
+    return JsonResponse(
+        {
+            "status": "closed",
+            "session_id": session_id,
+            "user_id": subject.get_username(),
+            "previous_state": result.previous_state,
+            "promoted": len(result.promoted),
+        }
+    )
+
+
+def session_position(request: HttpRequest, user_id: str) -> HttpResponse:
+    caller = authenticate(request, write=False)
+    subject = subject_for(caller, user_id, provision=False, in_path=True)
+    session_id = _live_session_of(subject)
+    # Asking is presence (DESIGN.md §1): a client polling its position keeps its place.
+    touched = services.session_touch(session_id=session_id, kind="poll")
+    if touched.state == "active":
+        return JsonResponse({"status": "active", "session_id": session_id})
+    if touched.state != "queued":
+        raise not_found(f"{subject.get_username()} has no live session.")
+    return JsonResponse(
+        {
+            "status": "queued",
+            "session_id": session_id,
+            "position": touched.position,
+            "ahead": max(touched.position - 1, 0),
+            "eta_seconds": _eta(touched.position),
+        }
+    )
+
+
+def _list_limit(request: HttpRequest) -> int:
+    raw = request.GET.get("limit")
+    if raw is None:
+        return DEFAULT_LIST_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+        raise bad_request(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.")
+    return int(raw)
+
+
+def gate_status(request: HttpRequest) -> HttpResponse:
+    caller = authenticate(request, write=False)
+    limit = _list_limit(request)
+    gate = selectors.gate_snapshot()
+    body: dict[str, Any] = {
+        "active_sessions": gate.active,
+        "max_active_sessions": gate.max_active_sessions,
+        "queue_length": gate.queued,
+        "in_flight_queries": gate.in_flight,
+        "waiting_queries": gate.waiting_queries,
+        "max_concurrent_queries": gate.max_concurrent_queries,
+        "admissions_paused": gate.admissions_paused,
+    }
+    if caller.sees_lists:
+        body["active"] = [
+            {
+                "session_id": entry.session_id,
+                "user_id": entry.username,
+                "activated_at": entry.activated,
+                "idle_seconds": round(entry.idle_for, 1),
+                "connected": entry.connected,
+                "generating": entry.generating,
+                "over_limit": entry.over_limit,
+            }
+            for entry in selectors.active_entries()[:limit]
+        ]
+        body["queue"] = [
+            {
+                "position": entry.position,
+                "session_id": entry.session_id,
+                "user_id": entry.username,
+                "lane": entry.lane,
+                "waiting_since": entry.waiting_since,
+                "connected": entry.connected,
+                "eta_seconds": entry.eta_seconds,
+            }
+            for entry in selectors.queue_entries(limit)
+        ]
+    return JsonResponse(body)
+
+
+def gate_cleanup(request: HttpRequest) -> HttpResponse:
+    caller = authenticate(request, write=True)
+    if not caller.may_sweep:
+        raise forbidden("Only staff and service tokens may run the cleanup.")
+    result = services.sessions_sweep()
+    return JsonResponse(
+        {
+            "expired": len(result.expired),
+            "abandoned": len(result.abandoned),
+            "promoted": len(result.promoted),
+            "reclaimed_leases": result.reclaimed,
+        }
+    )
+
+
+def openapi(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(openapi_document(request.build_absolute_uri("/api/v1")))
+
+
+@csrf_exempt
+@json_view
+def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
+    raise not_found(f"No API endpoint at {request.path}; see /api/v1/openapi.json.")
+
+
+create_view = endpoint(POST=session_create)
+close_view = endpoint(DELETE=session_close)
+position_view = endpoint(GET=session_position)
+status_view = endpoint(GET=gate_status)
+cleanup_view = endpoint(POST=gate_cleanup)
+openapi_view = endpoint(GET=openapi)
