@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("CHATGATE_TESTING", "1")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

@@ -121,7 +121,7 @@ class CountingBackend(ThreadingHTTPServer):
 class CountingHandler(BaseHTTPRequestHandler):
     server: CountingBackend
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         srv = self.server
         session = self.headers.get("X-Session", "")
         with srv.lock:
