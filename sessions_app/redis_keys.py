@@ -90,6 +90,10 @@ class RedisKeys:
     def user(self, user_key: str) -> str:
         return self._key(f"user:{user_key}")
 
+    def session_pattern(self) -> str:
+        """A SCAN pattern matching every session hash (reconcile_sessions)."""
+        return self._key("sess:*")
+
     def metrics_minute(self, minute: int) -> str:
         """Per-minute request metrics (middleware), one hash per minute."""
         return self._key(f"metrics:{minute}")

@@ -224,3 +224,74 @@ def _message_counts(session_ids: list[str]) -> dict[str, int]:
         .values_list("id", "n")
     )
     return {str(sid): n for sid, n in rows}
+
+
+# --- operator reads (management commands, issue 5) ---------------------------------------------
+
+
+class SessionNotFound(LookupError):
+    """An operator named a person or session that has no live session; the text says which."""
+
+
+@dataclass(frozen=True)
+class SessionRef:
+    session_id: str
+    username: str
+    state: str  # "queued" | "active" (Redis, the live truth)
+
+
+def session_ref_resolve(ref: str) -> SessionRef:
+    """A live session named by its id or by its person's username (`USER|SESSION_ID`)."""
+    import uuid
+
+    manager = get_manager()
+    ref = ref.strip()
+    try:
+        session_id: str | None = str(uuid.UUID(ref))
+    except ValueError:
+        session_id = None
+    if session_id is not None:
+        info = manager.session_info(session_id)
+        if info is not None:
+            names = _usernames({info.user})
+            return SessionRef(session_id, names.get(info.user, info.user), info.state)
+    User = get_user_model()
+    user = User._default_manager.filter(**{User.USERNAME_FIELD: ref}).first()
+    if user is None:
+        if session_id is not None:
+            raise SessionNotFound(f"Session {session_id} is not live (closed or unknown).")
+        raise SessionNotFound(f"No user named {ref!r}.")
+    from sessions_app.services import redis_user_key
+
+    live = manager.session_of_user(redis_user_key(user))
+    info = manager.session_info(live) if live else None
+    if live is None or info is None:
+        raise SessionNotFound(f"{user.get_username()} has no live session.")
+    return SessionRef(live, user.get_username(), info.state)
+
+
+@dataclass(frozen=True)
+class GateOverview:
+    """Everything `queue_status` shows: counts and limits, who is active, the queue's head."""
+
+    gate: GateSnapshot
+    active: list[ActiveEntry]
+    queue: list[QueueEntry]
+    now: float  # Redis time, so "waiting for" agrees with the times the scripts wrote
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now,
+            "gate": self.gate.as_dict(),
+            "active": [entry.__dict__ for entry in self.active],
+            "queue": [entry.__dict__ for entry in self.queue],
+        }
+
+
+def gate_overview(queue_limit: int | None = 50) -> GateOverview:
+    return GateOverview(
+        gate=gate_snapshot(),
+        active=active_entries(),
+        queue=queue_entries(queue_limit),
+        now=get_manager().server_time(),
+    )

@@ -363,3 +363,209 @@ async def generation_slot(
         await asyncio.shield(asyncio.to_thread(manager.release_slot, session_id, lease_id=lease_id))
     if lost.is_set():
         raise SlotLost(lease_id)
+
+
+# --- operator use-cases (management commands, issue 5) -----------------------------------------
+
+
+class NotQueued(Exception):
+    """The session is not waiting in the queue (it is active, or no longer live)."""
+
+    def __init__(self, session_id: str, state: str) -> None:
+        super().__init__(f"session {session_id} is {state or 'not live'}, not queued")
+        self.session_id = session_id
+        self.state = state or "closed"
+
+
+def session_remove_from_queue(*, session_id: str, actor: Any, note: str = "") -> CloseResult:
+    """Staff: takes a queued person out of the line (reason `admin`); active ones are refused.
+
+    The state check and the close are two steps, so a person promoted in between is closed
+    although active; staff asked for them to leave the line either way, and the close is
+    recorded and audited as theirs. (An exact version needs close.lua to take an expected
+    state.)
+    """
+    info = get_manager().session_info(str(session_id))
+    if info is None or info.state != "queued":
+        raise NotQueued(str(session_id), info.state if info else "")
+    return session_close(
+        session_id=str(session_id), reason=ChatSession.Reason.ADMIN, actor=actor, note=note
+    )
+
+
+def api_token_issue(
+    *, name: str, owner: Any, can_act_for_users: bool, actor: Any
+) -> tuple[Any, str]:
+    """Creates a service token; returns (row, raw token). Only the hash is kept."""
+    from sessions_app.models import ApiToken
+
+    with transaction.atomic():
+        row, raw = ApiToken.issue(name=name, owner=owner, can_act_for_users=can_act_for_users)
+        audit(
+            actor=actor,
+            action="token.create",
+            target=name,
+            detail={"owner": owner.get_username(), "can_act_for_users": can_act_for_users},
+        )
+    return row, raw
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What disagreed between Redis (live truth) and the SQL record, and what was done."""
+
+    dry_run: bool
+    lost: list[str]  # record live, Redis has no session: record closed with reason `lost`
+    recorded: list[str]  # Redis session with no record: record created from Redis
+    corrected: list[tuple[str, str, str]]  # (id, record state, Redis state): record follows Redis
+    dangling: list[str]  # queue/active entry with no session hash: removed from Redis
+    orphaned: list[str]  # Redis session of a person unknown to the database: ended (`lost`)
+    promoted: list[str]  # queue heads promoted into seats freed by the above
+    limits_restored: bool  # Redis had lost the live limits; they were pushed again
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.lost
+            or self.recorded
+            or self.corrected
+            or self.dangling
+            or self.orphaned
+            or self.limits_restored
+        )
+
+
+def _redis_sessions() -> dict[str, Any]:
+    """Every session hash Redis holds, by id (SCAN: never blocks Redis like KEYS would)."""
+    from sessions_app.admission import redis_errors
+
+    manager = get_manager()
+    start = len(manager.keys.session(""))
+    ids: list[str] = []
+    with redis_errors():
+        for key in manager.client.scan_iter(match=manager.keys.session_pattern(), count=500):
+            raw = key.decode() if isinstance(key, bytes) else str(key)
+            ids.append(raw[start:])
+    infos = {sid: manager.session_info(sid) for sid in ids}
+    return {sid: info for sid, info in infos.items() if info is not None}
+
+
+def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
+    """Compares Redis with the SQL record and repairs the disagreements (DESIGN.md §2).
+
+    Redis is the live truth: a session the record thinks live but Redis lost is closed with
+    reason `lost`; a Redis session with no record gets one; a record whose state differs
+    follows Redis. Index entries with no session hash (a key deleted by hand) would hold a
+    seat forever, so they are removed, as are sessions of people the database does not know.
+    Finally the recorded limits are pushed again if Redis lost them. Run it after a Redis
+    restart or data loss; a session that closes while it runs may be recorded as `lost`
+    instead of its own reason, so each finding is checked again just before it is repaired.
+    """
+    from datetime import UTC, datetime
+
+    from django.contrib.auth import get_user_model
+
+    manager = get_manager()
+    live = _redis_sessions()
+    indexed = set(manager.queue_order()) | {sid for sid, _ in manager.active_with_activity()}
+    records = {
+        str(row["id"]): row
+        for row in ChatSession.objects.filter(id__in=[uuid.UUID(s) for s in live]).values(
+            "id", "state"
+        )
+    }
+    live_records = {
+        str(row["id"]): row
+        for row in ChatSession.objects.exclude(state=ChatSession.State.CLOSED).values("id", "state")
+    }
+    user_keys = {info.user for info in live.values()}
+    known_users = {
+        str(pk)
+        for pk in get_user_model()
+        .objects.filter(pk__in=[int(k) for k in user_keys if k.isdigit()])
+        .values_list("pk", flat=True)
+    }
+
+    lost = sorted(sid for sid in live_records if sid not in live)
+    dangling = sorted(indexed - set(live))
+    orphaned = sorted(sid for sid, info in live.items() if info.user not in known_users)
+    recorded = sorted(sid for sid in live if sid not in records and sid not in orphaned)
+    corrected = sorted(
+        (sid, records[sid]["state"], info.state)
+        for sid, info in live.items()
+        if sid in records and records[sid]["state"] != info.state
+    )
+    limits_restored = not manager.config()
+    if dry_run:
+        return ReconcileResult(
+            dry_run=True,
+            lost=lost,
+            recorded=recorded,
+            corrected=corrected,
+            dangling=dangling,
+            orphaned=orphaned,
+            promoted=[],
+            limits_restored=limits_restored,
+        )
+
+    promoted: list[str] = []
+    for sid in dangling + orphaned:
+        promoted += manager.close(sid, reason=ChatSession.Reason.LOST).promoted
+    # Checked again: a session opened or closed since the first look is not ours to repair.
+    still_lost = [sid for sid in lost if manager.session_info(sid) is None]
+    now = timezone.now()
+
+    def when(seconds: float | None) -> Any:
+        return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
+
+    with transaction.atomic():
+        for sid in recorded:
+            info = live[sid]
+            ChatSession.objects.get_or_create(
+                id=sid,
+                defaults={
+                    "user_id": int(info.user),
+                    "state": info.state,
+                    "lane": info.lane,
+                    "ticket": info.ticket,
+                    "opened_via": ChatSession.Via.PAGE if info.paged else ChatSession.Via.API,
+                    "admitted_over_limit": info.over_limit,
+                    "created_at": when(info.created) or now,
+                    "activated_at": when(info.activated),
+                },
+            )
+        for sid, _was, state in corrected:
+            info = live[sid]
+            ChatSession.objects.filter(id=sid).update(
+                state=state,
+                activated_at=when(info.activated),
+                closed_at=None,
+                close_reason="",
+            )
+        closed = dict.fromkeys(still_lost + dangling + orphaned, ChatSession.Reason.LOST.value)
+        _record_changes(promoted=promoted, closed=closed)
+    if limits_restored:
+        # After a Redis loss the live limits are gone (the scripts fall back to defaults).
+        promoted += limits_push(GateSettings.load())
+    if still_lost or recorded or corrected or dangling or orphaned or limits_restored:
+        logger.warning(
+            "reconcile: %d lost, %d recorded, %d corrected, %d dangling, %d orphaned, "
+            "%d promoted, limits %s",
+            len(still_lost),
+            len(recorded),
+            len(corrected),
+            len(dangling),
+            len(orphaned),
+            len(promoted),
+            "restored" if limits_restored else "intact",
+        )
+    return ReconcileResult(
+        dry_run=False,
+        lost=still_lost,
+        recorded=recorded,
+        corrected=corrected,
+        dangling=dangling,
+        orphaned=orphaned,
+        promoted=promoted,
+        limits_restored=limits_restored,
+    )
