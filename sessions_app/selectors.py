@@ -6,6 +6,7 @@ record. Nothing here writes.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +225,28 @@ def _message_counts(session_ids: list[str]) -> dict[str, int]:
         .values_list("id", "n")
     )
     return {str(sid): n for sid, n in rows}
+
+
+def chat_history(session_id: str | None, *, limit: int = 200) -> list[Any]:
+    """The session's messages, oldest first (the last `limit`)."""
+    from sessions_app.models import ChatMessage
+
+    if not session_id:
+        return []
+    rows = list(
+        ChatMessage.objects.filter(session_id=uuid.UUID(str(session_id))).order_by("-sequence")[
+            :limit
+        ]
+    )
+    rows.reverse()
+    return rows
+
+
+def session_idle_deadlines() -> dict[str, float]:
+    """Active session id → the time its idle timeout ends it (Redis clock)."""
+    manager = get_manager()
+    timeout = manager.config().get("idle_timeout_seconds", conf.get("IDLE_TIMEOUT_SECONDS"))
+    return {sid: last + float(timeout) for sid, last in manager.active_with_activity()}
 
 
 # --- operator reads (management commands, issue 5) ---------------------------------------------

@@ -1,0 +1,330 @@
+"""Position fan-out for one server process: its own queued sockets, told their absolute place.
+
+Each process keeps a registry of its chat sockets. The registry (not each socket) is the one
+member of `notifications.QUEUE_GROUP` for the process, so a queue change costs one channel-layer
+message per process. On that message it reads the queue order once (one ZRANGE), and writes each
+of its sockets whose place (or rounded estimate) changed a fresh absolute `queue.status` frame,
+directly, without the channel layer. Flushes are coalesced: the first change after a quiet spell
+is sent at once, later ones at most once per FLUSH_MIN_INTERVAL, so nobody gets more than about
+one position update a second however fast the queue churns (DESIGN.md §3).
+
+Every frame carries a version from one per-process counter taken *before* its read, and a socket
+is never sent a version older than the last one it got, so a slow read can never overwrite a
+fresher number. A lost message is healed by the next flush; a periodic flush (every presence
+tick) heals even a lost queue.changed or a Redis restart that dropped the group membership.
+
+The same ticker keeps presence (one `touch` per live session every PRESENCE_HEARTBEAT_SECONDS
+while a page is open; a killed process simply stops touching, so its people are abandoned after
+the grace period) and sends `session.expiring` warnings before the idle timeout.
+
+`FANOUT_MODE=plain` (environment) turns the registry off and makes every socket a member of the
+queue group that re-reads its own position on each change: the naive broadcast, kept only so
+that bench/fanout_bench.py can measure both in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import os
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from sessions_app import eta, notifications, selectors, services
+from sessions_app.admission import GateUnavailable, get_manager
+
+logger = logging.getLogger(__name__)
+
+# At most one position update a second per person (and per process: a flush serves everyone).
+FLUSH_MIN_INTERVAL = 1.0
+# Presence touches and the periodic healing flush.
+PRESENCE_SECONDS = float(selectors.PRESENCE_HEARTBEAT_SECONDS)
+# How often active sessions are checked for an approaching idle timeout.
+EXPIRY_CHECK_SECONDS = 5.0
+# Warn this long before the idle timeout (a quarter of the timeout when that is shorter).
+EXPIRY_WARNING_SECONDS = 120.0
+# Let other tasks run (incoming frames, chat streams) every this many sends of a big flush.
+SENDS_PER_YIELD = 200
+
+
+def fanout_mode() -> str:
+    return os.environ.get("FANOUT_MODE", "registry")
+
+
+# Versions start from the wall clock in ms so that they keep growing across process restarts
+# (a page resets its own high-water mark on reconnect anyway).
+_versions = itertools.count(int(time.time() * 1000))
+
+
+def next_version() -> int:
+    return next(_versions)
+
+
+def eta_minutes(seconds: int | None) -> int | None:
+    """What the banner shows ("about 4 minutes"): a new estimate is news only if this changes."""
+    return None if seconds is None else max(1, math.ceil(seconds / 60))
+
+
+class Socket(Protocol):
+    """What the registry needs of a chat consumer."""
+
+    session_id: str
+
+    async def send_frame(self, frame: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Entry:
+    session_id: str
+    version: int = -1  # the newest version this socket was sent
+    state: str = ""  # what it was last told: "queued" | "active" | "closed" | "none" | ""
+    position: int = 0
+    eta_minutes: int | None = None
+    warned_deadline: float = 0.0  # the idle deadline it was last warned about
+
+
+def status_frame(status: selectors.SessionStatus, version: int) -> dict[str, Any]:
+    return {"type": "queue.status", **status.as_dict(), "version": version}
+
+
+def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Blocking Redis/ORM work off the event loop, on a pool thread (not the one shared
+    thread), so a big presence sweep never delays another socket's database call."""
+    return database_sync_to_async(fn, thread_sensitive=False)  # type: ignore[no-any-return]
+
+
+def _read_queue() -> tuple[list[str], float]:
+    return get_manager().queue_order(), selectors.departure_rate()
+
+
+def _read_deadlines() -> tuple[dict[str, float], float, float]:
+    manager = get_manager()
+    timeout = float(manager.config().get("idle_timeout_seconds", 1800))
+    return selectors.session_idle_deadlines(), manager.server_time(), timeout
+
+
+def _touch_all(session_ids: list[str]) -> None:
+    for session_id in session_ids:
+        try:
+            services.session_touch(session_id=session_id, kind="presence")
+        except GateUnavailable:
+            return  # Redis is down: nobody can be abandoned meanwhile either
+        except Exception:
+            logger.exception("presence touch failed for %s", session_id)
+
+
+class Registry:
+    """The sockets of this process (one registry per event loop)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Socket, Entry] = {}
+        self.dirty = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.flushes = 0  # counters, for tests and the benchmark
+        self.frames_sent = 0
+
+    # --- membership -----------------------------------------------------------------------
+
+    def add(self, sock: Socket) -> Entry:
+        entry = Entry(session_id=sock.session_id)
+        self.entries[sock] = entry
+        if not self.tasks:
+            self.tasks = [
+                asyncio.create_task(self._listen(), name="fanout-listen"),
+                asyncio.create_task(self._flusher(), name="fanout-flush"),
+                asyncio.create_task(self._ticker(), name="fanout-tick"),
+            ]
+        return entry
+
+    def discard(self, sock: Socket) -> None:
+        self.entries.pop(sock, None)
+        if not self.entries and self.tasks:
+            for task in self.tasks:
+                task.cancel()
+            self.tasks = []
+
+    def entry(self, sock: Socket) -> Entry | None:
+        return self.entries.get(sock)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def send_status(
+        self, sock: Socket, status: selectors.SessionStatus, version: int
+    ) -> bool:
+        """Sends `status` unless the socket already holds a newer version."""
+        entry = self.entries.get(sock)
+        if entry is not None:
+            if version < entry.version:
+                return False
+            entry.version = version
+            entry.state = status.state
+            entry.position = status.position
+            entry.eta_minutes = eta_minutes(status.eta_seconds)
+        await sock.send_frame(status_frame(status, version))
+        self.frames_sent += 1
+        return True
+
+    async def refresh(self, sock: Socket) -> None:
+        """One socket's status, read now (connect, heartbeat, or it left the queue)."""
+        version = next_version()
+        status = await _db(selectors.session_status)(sock.session_id)
+        await self.send_status(sock, status, version)
+
+    async def broadcast(self, frame: dict[str, Any]) -> None:
+        for count, sock in enumerate(list(self.entries), start=1):
+            await sock.send_frame(frame)
+            if count % SENDS_PER_YIELD == 0:
+                await asyncio.sleep(0)
+
+    # --- the fan-out ------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Reads the queue once; tells each socket whose place changed. Returns frames sent."""
+        if not self.entries:
+            return 0
+        version = next_version()
+        order, rate = await _db(_read_queue)()
+        self.flushes += 1
+        places = {session_id: place for place, session_id in enumerate(order, start=1)}
+        sent = 0
+        left_queue: list[Socket] = []
+        for sock, entry in list(self.entries.items()):
+            place = places.get(entry.session_id)
+            if place is None:
+                if entry.state in ("queued", ""):
+                    left_queue.append(sock)  # promoted or closed: read it alone (rare)
+                continue
+            estimate = eta.eta_seconds(place, rate)
+            if (
+                entry.state == "queued"
+                and entry.position == place
+                and entry.eta_minutes == eta_minutes(estimate)
+            ):
+                continue
+            status = selectors.SessionStatus(
+                state="queued",
+                session_id=entry.session_id,
+                position=place,
+                ahead=place - 1,
+                eta_seconds=estimate,
+            )
+            if await self.send_status(sock, status, version):
+                sent += 1
+                if sent % SENDS_PER_YIELD == 0:
+                    await asyncio.sleep(0)
+        for sock in left_queue:
+            if sock in self.entries:
+                await self.refresh(sock)
+                sent += 1
+        return sent
+
+    async def _flusher(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            try:
+                await self.flush()
+            except GateUnavailable:
+                logger.warning("fan-out: Redis unreachable; positions resume when it returns")
+            except Exception:
+                logger.exception("fan-out flush failed")
+            await asyncio.sleep(FLUSH_MIN_INTERVAL)
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        # The default prefix matters: channels-redis pops one process-wide list per prefix,
+        # so a custom prefix would starve every consumer of this process while we wait.
+        channel = await layer.new_channel()
+        try:
+            await layer.group_add(notifications.QUEUE_GROUP, channel)
+            self._channel = channel
+            while True:
+                try:
+                    message = await layer.receive(channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("fan-out: channel layer unreachable", exc_info=True)
+                    await asyncio.sleep(1.0)
+                    continue
+                kind = message.get("type")
+                if kind == "queue.changed":
+                    self.dirty.set()
+                elif kind == "banner.changed":
+                    await self.broadcast(
+                        {"type": "banner.changed", "message": message.get("message", "")}
+                    )
+        finally:
+            with contextlib.suppress(Exception):  # the membership expires by itself
+                await asyncio.shield(layer.group_discard(notifications.QUEUE_GROUP, channel))
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_presence = loop.time()
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_SECONDS)
+            try:
+                if loop.time() - last_presence >= PRESENCE_SECONDS:
+                    last_presence = loop.time()
+                    await self.keep_present()
+                await self.warn_expiring()
+            except GateUnavailable:
+                continue
+            except Exception:
+                logger.exception("fan-out tick failed")
+
+    async def keep_present(self) -> None:
+        """Presence for every live session with a socket here; then heal by a full flush."""
+        ids = sorted({e.session_id for e in self.entries.values() if e.state != "closed"})
+        await _db(_touch_all)(ids)
+        layer = get_channel_layer()
+        channel = getattr(self, "_channel", None)
+        if layer is not None and channel:
+            # Re-joining is cheap and survives a Redis restart that lost the group.
+            await layer.group_add(notifications.QUEUE_GROUP, channel)
+        self.dirty.set()
+
+    async def warn_expiring(self) -> None:
+        """`session.expiring` once per idle deadline; a session past it is ended by its touch."""
+        if not any(e.state == "active" for e in self.entries.values()):
+            return
+        deadlines, now, timeout = await _db(_read_deadlines)()
+        window = min(EXPIRY_WARNING_SECONDS, timeout / 4)
+        due: set[str] = set()
+        for sock, entry in list(self.entries.items()):
+            deadline = deadlines.get(entry.session_id)
+            if deadline is None or entry.state != "active":
+                continue
+            left = deadline - now
+            if left <= 0:
+                due.add(entry.session_id)
+            elif left <= window and entry.warned_deadline != deadline:
+                entry.warned_deadline = deadline
+                await sock.send_frame({"type": "session.expiring", "seconds_left": int(left)})
+        if due:
+            await _db(_touch_all)(sorted(due))
+
+
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Registry] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_registry() -> Registry:
+    """This process's registry (one per event loop: daphne runs one; tests run many)."""
+    loop = asyncio.get_running_loop()
+    registry = _registries.get(loop)
+    if registry is None:
+        registry = _registries[loop] = Registry()
+    return registry
