@@ -98,6 +98,18 @@ class RedisKeys:
         """Per-minute request metrics (middleware), one hash per minute."""
         return self._key(f"metrics:{minute}")
 
+    def metrics_counters(self) -> str:
+        """Counters the Lua scripts do not own (chat messages, backend errors), one hash."""
+        return self._key("metrics:counters")
+
+    def metrics_histogram(self, name: str) -> str:
+        """A cumulative Prometheus-style histogram (bucket counts, sum, count), one hash."""
+        return self._key(f"metrics:hist:{name}")
+
+    def metrics_wait_mark(self) -> str:
+        """Admission time of the newest wait already folded into the wait histogram."""
+        return self._key("metrics:waitmark")
+
     def rate(self, scope: str, ident: str, window: int) -> str:
         """A fixed-window rate-limit counter."""
         return self._key(f"rate:{scope}:{ident}:{window}")
