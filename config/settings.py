@@ -240,6 +240,8 @@ CHATGATE = {
     "OPENAI_HISTORY_MESSAGES": env_int("OPENAI_HISTORY_MESSAGES", 12),
     "CHAT_RATE_PER_MINUTE": env_int("CHAT_RATE_PER_MINUTE", 30),
     "API_CREATE_RATE_PER_MINUTE": env_int("API_CREATE_RATE_PER_MINUTE", 30),
+    # A service token opens sessions for many people: its own, larger budget (api/views.py).
+    "API_TOKEN_CREATE_RATE_PER_MINUTE": env_int("API_TOKEN_CREATE_RATE_PER_MINUTE", 600),
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 64 * 1024),
     "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
     "METRICS_ALLOWED_IPS": env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]),

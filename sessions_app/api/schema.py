@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-USERNAME_PATTERN = r"^[\w.@+-]{1,150}$"
+# Usernames follow Django's rule (Unicode letters and digits plus . @ + - _, at most 150).
+# No `pattern` here: JSON Schema regexes are ECMA ones, whose \w is ASCII-only, and Korean
+# usernames are valid; the server answers 400 (body) or 404 (path) for a malformed name.
+USERNAME_RULE = "A username: letters, digits and . @ + - _ (at most 150)."
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -42,7 +45,7 @@ USER_ID_PARAM = {
     "required": True,
     "description": "The person's username. Browsers may only name themselves; a token with "
     "the act-for-users permission may name anyone.",
-    "schema": {"type": "string", "pattern": USERNAME_PATTERN},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 150, "description": USERNAME_RULE},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -68,9 +71,9 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "user_id": {
                 "type": ["string", "null"],
-                "pattern": USERNAME_PATTERN,
+                "maxLength": 150,
                 "description": "Whom to open a session for (tokens with act-for-users). "
-                "Omitted: the caller itself. Unknown names are provisioned.",
+                "Omitted, null or empty: the caller itself. Unknown names are provisioned.",
             },
             "session_id": {
                 "type": ["string", "null"],
