@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import Permission
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app import conf, notifications
@@ -55,17 +57,41 @@ def redis_user_key(user: Any) -> str:
     return str(user.pk)
 
 
+# Who holds the priority permission (directly or through a group) is read once per
+# LANE_CACHE_SECONDS per process, not per open: the permission join costs more than the whole
+# Redis transition. A grant or revocation applies to sessions opened after that delay.
+LANE_CACHE_SECONDS = 30.0
+_priority_cache: tuple[float, frozenset[int]] = (0.0, frozenset())
+
+
+def _priority_user_ids() -> frozenset[int]:
+    global _priority_cache
+    now = time.monotonic()
+    if _priority_cache[0] > now:
+        return _priority_cache[1]
+    User = get_user_model()
+    holders = User.objects.filter(
+        Q(user_permissions__codename="priority",
+          user_permissions__content_type__app_label="sessions_app")
+        | Q(groups__permissions__codename="priority",
+            groups__permissions__content_type__app_label="sessions_app")
+    ).values_list("pk", flat=True)  # fmt: skip
+    ids = frozenset(holders)
+    _priority_cache = (now + LANE_CACHE_SECONDS, ids)
+    return ids
+
+
+def forget_priority_holders() -> None:
+    """Drops the cached holders (tests, and after an admin changes permissions)."""
+    global _priority_cache
+    _priority_cache = (0.0, frozenset())
+
+
 def lane_for(user: Any) -> str:
     """The priority lane needs the explicit permission; superusers are not put in it by default."""
-    has_priority = (
-        Permission.objects.filter(codename="priority", content_type__app_label="sessions_app")
-        .filter(user=user)
-        .exists()
-        or Permission.objects.filter(
-            codename="priority", content_type__app_label="sessions_app", group__user=user
-        ).exists()
-    )
-    return ChatSession.Lane.PRIORITY if has_priority else ChatSession.Lane.NORMAL
+    if user.pk in _priority_user_ids():
+        return ChatSession.Lane.PRIORITY.value
+    return ChatSession.Lane.NORMAL.value
 
 
 # --- the SQL record of what Redis decided ------------------------------------------------------
@@ -76,11 +102,19 @@ def _record_changes(
     promoted: list[str] = (),  # type: ignore[assignment]
     closed: dict[str, str] | None = None,
     note: str = "",
+    queue_moved: bool = False,
 ) -> None:
-    """Writes promotions and closings to the record, then notifies after commit."""
+    """Writes promotions and closings to the record, then notifies after commit.
+
+    Queued people are told only when their places moved (`queue_moved`, or anyone promoted or
+    closed); otherwise only the consoles hear of it (their counts changed)."""
     closed = closed or {}
+    # Abandoned sessions may have been queued; promotions always move the queue.
+    queue_moved = queue_moved or bool(promoted) or "abandoned" in closed.values()
     if not promoted and not closed:
-        transaction.on_commit(notifications.queue_changed)
+        transaction.on_commit(
+            notifications.queue_changed if queue_moved else notifications.console_changed
+        )
         return
     now = timezone.now()
     if promoted:
@@ -101,7 +135,9 @@ def _record_changes(
         )
     activated = list(promoted)
     transaction.on_commit(
-        lambda: notifications.gate_changes(activated=activated, closed=closed, note=note)
+        lambda: notifications.gate_changes(
+            activated=activated, closed=closed, note=note, queue_moved=queue_moved
+        )
     )
 
 
@@ -138,22 +174,22 @@ class OpenOutcome:
 def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -> OpenOutcome:
     """Opens the person's session or returns their live one (one per person)."""
     manager = get_manager()
-    result: OpenResult = manager.open(redis_user_key(user), lane=lane_for(user), via=via)
+    lane = lane_for(user)
+    result: OpenResult = manager.open(redis_user_key(user), lane=lane, via=via)
     with transaction.atomic():
         if result.created:
             now = timezone.now()
-            ChatSession.objects.update_or_create(
+            # The id is new from Redis, so a plain INSERT (no read first).
+            ChatSession.objects.create(
                 id=result.session_id,
-                defaults={
-                    "user": user,
-                    "state": result.state,
-                    "lane": lane_for(user),
-                    "ticket": result.ticket,
-                    "opened_via": via,
-                    "client_session_id": client_session_id[:200],
-                    "created_at": now,
-                    "activated_at": now if result.state == "active" else None,
-                },
+                user=user,
+                state=result.state,
+                lane=lane,
+                ticket=result.ticket,
+                opened_via=via,
+                client_session_id=client_session_id[:200],
+                created_at=now,
+                activated_at=now if result.state == "active" else None,
             )
         elif not ChatSession.objects.filter(id=result.session_id).exists():
             # Redis knows a session the record lost (a restored database): record it now.
@@ -161,7 +197,10 @@ def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -
                 id=result.session_id, user=user, state=result.state, ticket=result.ticket
             )
         _record_changes(
-            promoted=result.promoted, closed=_closed_map(result.expired, result.abandoned)
+            promoted=result.promoted,
+            closed=_closed_map(result.expired, result.abandoned),
+            # Joining at the back moves nobody; a priority arrival moves those it passes.
+            queue_moved=result.created and result.state == "queued" and lane != "normal",
         )
     return OpenOutcome(result.session_id, result.state, result.position, result.created)
 
@@ -174,7 +213,12 @@ def session_close(
     with transaction.atomic():
         closed = _closed_map(result.expired, result.abandoned)
         closed[str(session_id)] = reason
-        _record_changes(promoted=result.promoted, closed=closed, note=note)
+        _record_changes(
+            promoted=result.promoted,
+            closed=closed,
+            note=note,
+            queue_moved=result.previous_state == "queued",
+        )
         if actor is not None and reason == ChatSession.Reason.ADMIN:
             audit(
                 actor=actor,
@@ -195,7 +239,7 @@ def session_touch(*, session_id: str, kind: str) -> TouchResult:
     if result.state in ("expired", "abandoned") or result.promoted:
         closed = {str(session_id): result.state} if result.state in ("expired", "abandoned") else {}
         with transaction.atomic():
-            _record_changes(promoted=result.promoted, closed=closed)
+            _record_changes(promoted=result.promoted, closed=closed, queue_moved=True)
     return result
 
 
@@ -684,3 +728,16 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
         promoted=promoted,
         limits_restored=limits_restored,
     )
+
+
+def api_token_revoke(*, token_id: int, actor: Any) -> bool:
+    """Revokes a token at once (its next request is a 401); False if it was already revoked."""
+    from sessions_app.models import ApiToken
+
+    with transaction.atomic():
+        changed = ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        if changed:
+            audit(actor=actor, action="token.revoke", target=str(token_id))
+    return bool(changed)

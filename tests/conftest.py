@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from sessions_app import admission
+from sessions_app import admission, services
 from sessions_app.admission import AdmissionManager
 from sessions_app.redis_keys import RedisKeys
 from tests.live import browser, chromium_path, daphne_server  # noqa: F401  (shared fixtures)
@@ -67,6 +67,7 @@ def clean_redis(redis_url: str) -> Iterator[None]:
     client.flushdb()
     client.close()
     admission.reset_manager()
+    services.forget_priority_holders()  # primary keys are reused between tests
     yield
     admission.reset_manager()
 

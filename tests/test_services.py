@@ -127,9 +127,7 @@ def test_raising_the_limit_promotes_and_records_it(django_capture_on_commit_call
         services.limits_set(actor=staff, max_active_sessions=3)
     assert get_manager().counts()["active"] == 3
     assert set(ChatSession.objects.values_list("state", flat=True)) == {"active"}
-    assert AuditEvent.objects.get(action="limits.set").detail["after"] == {
-        "max_active_sessions": 3
-    }
+    assert AuditEvent.objects.get(action="limits.set").detail["after"] == {"max_active_sessions": 3}
     assert all(o.session_id for o in opened)
 
 
