@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sessions_app import conf, services
-from sessions_app.admission import GateUnavailable
+from sessions_app.admission import GateUnavailable, get_manager
 
 
 class Command(BaseCommand):
@@ -37,10 +37,11 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Sweeping every {interval:g} s; Ctrl-C stops.")
         synced = False
+        manager = get_manager()
         try:
             while True:
                 try:
-                    if not synced:
+                    if not synced or not manager.config():
                         # After a Redis restart the live limits are gone: push them again.
                         services.limits_sync_from_record()
                         synced = True
