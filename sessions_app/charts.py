@@ -64,8 +64,13 @@ def _frame(title: str, y_max: float, x_labels: Sequence[str], unit: str = "") ->
         shown = range(n) if n <= 12 else sorted({0, n // 2, n - 1})
         for index in shown:
             x = LEFT + (WIDTH - LEFT - RIGHT) * (index + 0.5) / n
+            anchor = "middle"
+            if n > 12 and index == 0:
+                anchor = "start"
+            elif n > 12 and index == n - 1:
+                anchor = "end"  # the newest minute's label stays inside the frame
             parts.append(
-                f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="middle">'
+                f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
                 f"{escape(x_labels[index])}</text>"
             )
     return parts
@@ -129,7 +134,8 @@ def bar_chart(
 ) -> SafeString:
     """Grouped bars, one group per x label."""
     values = [v for _name, points in series for v in points]
-    y_max = _nice_max(max(values, default=0))
+    # Bars count things (requests, people): an axis of 0, 1, 2 rather than 0, 0.5, 1.
+    y_max = max(_nice_max(max(values, default=0)), 2.0)
     n = max(len(x_labels), 1)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / n

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sessions_app import conf, notifications
+from sessions_app import conf, metrics, notifications
 from sessions_app.admission import (
     CloseResult,
     GateUnavailable,
@@ -454,12 +454,14 @@ def chat_message_add(*, session_id: str, content: str) -> Any:
         raise NotActive(session_id)
     from sessions_app.models import ChatMessage
 
-    return _message_create(
+    message = _message_create(
         session_id=session_id,
         role=ChatMessage.Role.USER,
         content=content,
         status=ChatMessage.Status.PENDING,
     )
+    metrics.chat_event("chat_messages")
+    return message
 
 
 def chat_question_next(*, session_id: str) -> Any:
@@ -508,6 +510,13 @@ def chat_answer_finish(
             ChatMessage.objects.filter(pk=answer_id).update(
                 content=content, status=status, tokens=tokens, latency_ms=latency_ms
             )
+    # For /metrics (Redis, so every process reports the same totals); never fails the call.
+    if answer_id is not None and latency_ms is not None:
+        metrics.generation_observe(seconds=latency_ms / 1000)
+    if status == ChatMessage.Status.FAILED:
+        metrics.chat_event("backend_errors" if answer_id is not None else "capacity_timeouts")
+    elif status == ChatMessage.Status.CANCELLED:
+        metrics.chat_event("cancelled")
 
 
 def chat_question_cancel(*, session_id: str, message_id: int) -> bool:

@@ -7,7 +7,6 @@ to Redis on commit, which a rolled-back test transaction would never reach.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from sessions_app import services
 from sessions_app.admission import get_manager
@@ -302,5 +302,30 @@ def test_audit_log_is_on_the_console(staff_client: Client) -> None:
 def test_console_page_in_korean(staff_client: Client) -> None:
     staff_client.cookies["django_language"] = "ko"
     html = staff_client.get("/console/", HTTP_ACCEPT_LANGUAGE="ko").content.decode()
-    assert "활성 세션" in html  # "Active sessions"
-    json.dumps(html)  # renders without error
+    assert 'lang="ko"' in html
+    assert "게이트 콘솔" in html  # "Gate console"
+    with translation.override("ko"):
+        heading = translation.gettext("Active sessions")  # the project catalogue may reword it
+    assert heading != "Active sessions" and heading in html
+
+
+def test_charts_draw_what_redis_holds() -> None:
+    import time
+
+    from sessions_app import charts, metrics
+
+    now = time.time()
+    metrics.request_record(group="api", status=200, seconds=0.02, now=now - 120)
+    metrics.request_record(group="api", status=503, seconds=0.4, now=now)
+    metrics.gauges_sample(active=3, queued=7, now=now - 60)
+    metrics.gauges_sample(active=4, queued=2, now=now)
+    series = metrics.minute_series(minutes=60, now=now)
+    requests_svg = str(charts.requests_chart(series))
+    assert requests_svg.count('class="series-0 bar"') == 2  # two minutes with requests
+    assert requests_svg.count('class="series-2 bar"') == 1  # one with a 5xx
+    sessions_svg = str(charts.sessions_chart(series))
+    assert sessions_svg.count("<polyline") == 2  # active and queued, two samples each
+    waits = [(now - 10, 0.0), (now - 20, 45.0), (now - 7200, 3.0)]  # the last is too old
+    wait_svg = str(charts.wait_distribution_chart(waits, now=now))
+    assert wait_svg.count('class="series-0 bar"') == 2
+    assert "<script" not in requests_svg + sessions_svg + wait_svg

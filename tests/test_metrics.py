@@ -1,4 +1,4 @@
-"""Request metrics in Redis and `/metrics` in Prometheus text, read with prometheus-client's parser."""
+"""Request metrics in Redis, and `/metrics` read back with prometheus-client's own parser."""
 
 from __future__ import annotations
 
@@ -189,3 +189,33 @@ def test_a_live_server_records_and_reports_the_same_truth(daphne_server: DaphneS
             break
         time.sleep(0.05)
     assert sum(m.groups["api"].refused for m in metrics.minute_series(minutes=2)) == 3
+
+
+def test_chat_services_feed_the_chat_counters_and_generation_histogram() -> None:
+    from sessions_app.models import ChatMessage
+
+    sid = open_for("alice")
+    question = services.chat_message_add(session_id=sid, content="hello")
+    answer = services.chat_answer_start(session_id=sid)
+    services.chat_answer_finish(
+        question_id=question.pk,
+        answer_id=answer.pk,
+        content="hi",
+        status=ChatMessage.Status.DONE,
+        latency_ms=1500,
+    )
+    failed = services.chat_message_add(session_id=sid, content="again")
+    answer = services.chat_answer_start(session_id=sid)
+    services.chat_answer_finish(
+        question_id=failed.pk,
+        answer_id=answer.pk,
+        content="",
+        status=ChatMessage.Status.FAILED,
+        latency_ms=200,
+    )
+    families = parse(Client().get("/metrics").content.decode())
+    assert sample(families, "chatgate_chat_messages_total") == 2
+    assert sample(families, "chatgate_backend_errors_total") == 1
+    assert sample(families, "chatgate_generation_seconds_count") == 2
+    assert sample(families, "chatgate_generation_seconds_bucket", le="0.25") == 1
+    assert sample(families, "chatgate_generation_seconds_bucket", le="2.0") == 2

@@ -153,7 +153,8 @@ def render_fragments(*, user: Any, with_charts: bool = True) -> dict[str, str]:
 
 
 def _page(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> Any:
-    full = {**admin.site.each_context(request), **context}
+    # The admin's model sidebar lists nothing a console user needs; the page wants the width.
+    full = {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, **context}
     return render(request, template, full, status=status)
 
 

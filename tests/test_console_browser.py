@@ -1,0 +1,134 @@
+"""The console in real Chromium against a real daphne: a force-close shows up live, no reload.
+
+Two tabs of one staff member: the first watches the console and is never reloaded; the second
+goes through the force-close confirm → act → redirect. The watching tab must show the person
+leaving the active table and the queue's head moving into it. Screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import translation
+
+from sessions_app import services
+from sessions_app.models import AuditEvent, ChatSession
+from tests.live import CHROMIUM_ARGS, DaphneServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """Chromium for this module only: Playwright's sync API keeps an event loop running on the
+    main thread while started, which breaks every later ORM call and pytest-asyncio test in the
+    run; the shared session-scoped fixture would leave it running to the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(autouse=True)
+def orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Playwright's sync API keeps an event loop on this thread, which Django takes for an
+    async context and refuses ORM calls in. Nothing here runs concurrently with those calls
+    (the loop only drives the browser), so Django's documented escape hatch is safe."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def staff_cookie(server: DaphneServer) -> dict[str, Any]:
+    user = get_user_model().objects.create_user(
+        username="operator", password="pw-123456!", is_staff=True
+    )
+    user.user_permissions.add(
+        Permission.objects.get(codename="steer_gate", content_type__app_label="sessions_app")
+    )
+    client = Client()
+    client.force_login(user)
+    return {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server.url}
+
+
+def open_for(username: str) -> str:
+    user = get_user_model().objects.create_user(username=username, password=None)
+    return services.session_open(user=user, via="api").session_id
+
+
+def test_force_close_updates_both_tables_live(
+    daphne_server: DaphneServer, browser: Any, artifacts_dir: Path
+) -> None:
+    services.limits_set(actor=None, max_active_sessions=1)
+    alice = open_for("alice")
+    bob = open_for("bob")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    context.add_cookies([staff_cookie(daphne_server)])
+    try:
+        watcher = context.new_page()
+        watcher.goto(f"{daphne_server.url}/console/")
+        watcher.wait_for_selector("#console-link-state[data-state=live]", timeout=10_000)
+        assert watcher.locator(f'#active-table tr[data-session="{alice}"]').count() == 1
+        assert watcher.locator(f'#queue-table tr[data-session="{bob}"]').count() == 1
+        watcher.evaluate("window.__neverReloaded = 42")
+        watcher.screenshot(path=str(artifacts_dir / "console_before_close.png"), full_page=True)
+
+        actor = context.new_page()
+        actor.goto(f"{daphne_server.url}/console/")
+        actor.click(f'#active-table tr[data-session="{alice}"] a.button.danger')
+        actor.wait_for_selector("form.console-confirm textarea[name=note]")
+        actor.fill("textarea[name=note]", "Maintenance: back in ten minutes.")
+        actor.screenshot(path=str(artifacts_dir / "console_confirm_close.png"), full_page=True)
+        actor.click("form.console-confirm input[type=submit]")
+        actor.wait_for_url(f"{daphne_server.url}/console/")
+        assert "alice's session was closed." in actor.locator("ul.messagelist").inner_text().lower()
+
+        # The watching tab, untouched: alice leaves, bob moves from the queue to the active table.
+        watcher.wait_for_selector(
+            f'#active-table tr[data-session="{alice}"]', state="detached", timeout=5_000
+        )
+        watcher.wait_for_selector(f'#active-table tr[data-session="{bob}"]', timeout=5_000)
+        assert watcher.locator(f'#console-queue tr[data-session="{bob}"]').count() == 0
+        assert "Nobody is waiting." in watcher.locator("#console-queue").inner_text()
+        assert watcher.evaluate("window.__neverReloaded") == 42
+        audit = watcher.locator('#audit-table tr[data-action="session.close"]')
+        audit.first.wait_for(timeout=5_000)
+        assert "operator" in audit.first.inner_text()
+        watcher.screenshot(path=str(artifacts_dir / "console_after_close.png"), full_page=True)
+    finally:
+        context.close()
+
+    record = ChatSession.objects.get(pk=alice)
+    assert (record.close_reason, record.close_note) == (
+        "admin",
+        "Maintenance: back in ten minutes.",
+    )
+    assert AuditEvent.objects.filter(action="session.close", target=alice).exists()
+
+
+def test_console_in_korean(daphne_server: DaphneServer, browser: Any, artifacts_dir: Path) -> None:
+    open_for("민지")
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="ko-KR")
+    context.add_cookies([staff_cookie(daphne_server)])
+    try:
+        page = context.new_page()
+        page.goto(f"{daphne_server.url}/console/")
+        page.wait_for_selector("#console-link-state[data-state=live]", timeout=10_000)
+        assert page.locator("#console-link-state").inner_text() == "실시간"
+        with translation.override("ko"):
+            heading = translation.gettext("Active sessions")
+        assert heading != "Active sessions"  # a Korean catalogue applies (app or project level)
+        assert heading in page.locator("#console-active h2").inner_text()
+        assert "게이트 콘솔" in page.locator("h1").inner_text()
+        assert "민지" in page.locator("#active-table").inner_text()
+        page.screenshot(path=str(artifacts_dir / "console_ko.png"), full_page=True)
+    finally:
+        context.close()
