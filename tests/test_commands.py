@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from io import StringIO
 from typing import Any
 
@@ -15,6 +19,7 @@ from sessions_app import admission, services
 from sessions_app.admission import get_manager
 from sessions_app.management.commands.queue_status import CLEAR
 from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings, hash_token
+from tests.live import ROOT, server_env
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +231,29 @@ def test_create_api_token_errors():
     run("create_api_token", "dup", "--owner", "svc")
     with pytest.raises(CommandError, match="already exists"):
         run("create_api_token", "dup", "--owner", "svc")
+
+
+def test_queue_status_watch_stops_cleanly_on_ctrl_c(transactional_db, tmp_path):
+    """The real thing: a separate process, a real SIGINT, no traceback, exit status 0."""
+    out_path = tmp_path / "watch.out"
+    with out_path.open("wb") as out, (tmp_path / "watch.err").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "queue_status", "--watch", "--interval", "0.2"],
+            cwd=ROOT,
+            env=server_env(),
+            stdout=out,
+            stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while out_path.read_text().count(CLEAR) < 2 and time.monotonic() < deadline:
+                assert process.poll() is None, (tmp_path / "watch.err").read_text()
+                time.sleep(0.1)
+            assert out_path.read_text().count(CLEAR) >= 2, "no redraws within 30 s"
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert "Traceback" not in (tmp_path / "watch.err").read_text()
+    assert "active 0/" in out_path.read_text()
