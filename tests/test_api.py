@@ -378,3 +378,17 @@ def test_openapi_document_describes_every_endpoint():
         "/session/cleanup",
     }
     assert doc["servers"][0]["url"].endswith("/api/v1")
+
+
+def test_an_unexpected_failure_is_a_json_500_not_an_html_page(service, monkeypatch):
+    # Failure injection: the wrapper under test is what turns any exception into JSON.
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("sessions_app.selectors.gate_snapshot", broken)
+    response = service.get("/session/status")
+    assert response.status_code == 500
+    assert error_of(response) == {
+        "code": "INTERNAL",
+        "message": "Something went wrong on our side.",
+    }

@@ -41,24 +41,14 @@ class ApiError(Exception):
         self.headers = headers or {}
         self.extra = extra or {}
 
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    retry_after: int | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> JsonResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    body.update(extra or {})
-    response = JsonResponse({"error": body}, status=status)
-    if retry_after is not None:
-        response["Retry-After"] = str(int(retry_after))
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
+    def response(self) -> JsonResponse:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, **self.extra}
+        response = JsonResponse({"error": body}, status=self.status)
+        if self.retry_after is not None:
+            response["Retry-After"] = str(int(self.retry_after))
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
 def bad_request(message: str) -> ApiError:
@@ -73,6 +63,10 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "FORBIDDEN", message)
 
 
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, "UNAVAILABLE", message, retry_after=UNAVAILABLE_RETRY_AFTER)
+
+
 def json_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Wraps a view so that every failure becomes a JSON error with the right status."""
 
@@ -81,33 +75,18 @@ def json_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         try:
             response = view(request, *args, **kwargs)
         except ApiError as exc:
-            response = error_response(
-                exc.status,
-                exc.code,
-                exc.message,
-                retry_after=exc.retry_after,
-                headers=exc.headers,
-                extra=exc.extra,
-            )
+            response = exc.response()
         except GateUnavailable:
-            response = error_response(
-                503,
-                "UNAVAILABLE",
+            response = unavailable(
                 "The admission store is unreachable; nobody is admitted until it returns. "
-                "Try again shortly.",
-                retry_after=UNAVAILABLE_RETRY_AFTER,
-            )
+                "Try again shortly."
+            ).response()
         except DatabaseError:
             logger.exception("database error in %s", request.path)
-            response = error_response(
-                503,
-                "UNAVAILABLE",
-                "The database did not answer; try again shortly.",
-                retry_after=UNAVAILABLE_RETRY_AFTER,
-            )
+            response = unavailable("The database did not answer; try again shortly.").response()
         except Exception:
             logger.exception("unexpected error in %s", request.path)
-            response = error_response(500, "INTERNAL", "Something went wrong on our side.")
+            response = ApiError(500, "INTERNAL", "Something went wrong on our side.").response()
         # API answers are about live state: never cached by a browser or a proxy.
         response["Cache-Control"] = "no-store"
         return response

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from sessions_app.admission import GateUnavailable
 from sessions_app.selectors import SessionNotFound
@@ -33,3 +33,12 @@ def gate_errors() -> Iterator[None]:
         ) from exc
     except SessionNotFound as exc:
         raise CommandError(f"{exc} See `manage.py queue_status` for who is live.") from exc
+
+
+def add_session_arguments(parser: CommandParser, *, reason: bool) -> None:
+    """`USER|SESSION_ID` (and `--reason`), shared by the commands that act on one session."""
+    parser.add_argument("ref", metavar="USER|SESSION_ID", help="Username or session id.")
+    if reason:
+        parser.add_argument(
+            "--reason", default="", help="A note shown to the person and kept in the audit log."
+        )

@@ -5,7 +5,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from sessions_app import selectors, services
-from sessions_app.management.commands._common import gate_errors, operator_label
+from sessions_app.management.commands._common import (
+    add_session_arguments,
+    gate_errors,
+    operator_label,
+)
 from sessions_app.models import ChatSession
 
 
@@ -16,10 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("ref", metavar="USER|SESSION_ID", help="Username or session id.")
-        parser.add_argument(
-            "--reason", default="", help="A note shown to the person and kept in the audit log."
-        )
+        add_session_arguments(parser, reason=True)
 
     def handle(self, *args: Any, **options: Any) -> None:
         with gate_errors():

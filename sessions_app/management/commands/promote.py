@@ -5,7 +5,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sessions_app import selectors, services
-from sessions_app.management.commands._common import gate_errors, operator_label
+from sessions_app.management.commands._common import (
+    add_session_arguments,
+    gate_errors,
+    operator_label,
+)
 
 
 class Command(BaseCommand):
@@ -15,7 +19,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("ref", metavar="USER|SESSION_ID", help="Username or session id.")
+        add_session_arguments(parser, reason=False)
         parser.add_argument(
             "--front",
             action="store_true",
