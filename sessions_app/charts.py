@@ -80,7 +80,8 @@ def _legend(names: Sequence[str]) -> list[str]:
     parts = []
     x = WIDTH - RIGHT
     for index in reversed(range(len(names))):
-        width = 14 + 7 * len(names[index])
+        # Latin letters are about 6 px wide at this size, Hangul and other CJK about 11.
+        width = 18 + sum(6 if ord(ch) < 0x2E80 else 11 for ch in names[index])
         x -= width
         parts.append(
             f'<rect class="series-{index} swatch" x="{x}" y="5" width="10" height="10"/>'
@@ -94,10 +95,13 @@ def line_chart(
     x_labels: Sequence[str],
     series: Sequence[tuple[str, Sequence[float | None]]],
     unit: str = "",
+    counts: bool = False,
 ) -> SafeString:
-    """Lines over time; None is a gap (no sample in that minute)."""
+    """Lines over time; None is a gap (no sample in that minute). `counts`: whole-number axis."""
     values = [v for _name, points in series for v in points if v is not None]
     y_max = _nice_max(max(values, default=0))
+    if counts:
+        y_max = max(y_max, 2.0)
     n = max(len(x_labels), 1)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = _frame(title, y_max, x_labels, unit)
@@ -171,6 +175,7 @@ def sessions_chart(series: Sequence[metrics.MinuteStats]) -> SafeString:
             (_("active"), [None if m.active is None else float(m.active) for m in series]),
             (_("queued"), [None if m.queued is None else float(m.queued) for m in series]),
         ],
+        counts=True,
     )
 
 

@@ -329,3 +329,19 @@ def test_charts_draw_what_redis_holds() -> None:
     wait_svg = str(charts.wait_distribution_chart(waits, now=now))
     assert wait_svg.count('class="series-0 bar"') == 2
     assert "<script" not in requests_svg + sessions_svg + wait_svg
+
+
+def test_console_says_redis_is_unreachable_with_503(staff_client: Client, settings: Any) -> None:
+    from sessions_app import admission
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    admission.reset_manager()
+    try:
+        page = staff_client.get("/console/")
+        live = staff_client.get(reverse("console-live"))
+    finally:
+        admission.reset_manager()
+    assert page.status_code == 503
+    assert "unreachable" in page.content.decode()
+    assert live.status_code == 503 and live["Retry-After"] == "5"
+    assert live.json()["error"]["code"] == "unavailable"

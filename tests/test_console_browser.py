@@ -132,3 +132,21 @@ def test_console_in_korean(daphne_server: DaphneServer, browser: Any, artifacts_
         page.screenshot(path=str(artifacts_dir / "console_ko.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_console_falls_back_to_polling_when_websockets_are_blocked(
+    daphne_server: DaphneServer, browser: Any, artifacts_dir: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US")
+    context.add_cookies([staff_cookie(daphne_server)])
+    try:
+        page = context.new_page()
+        # Every attempt to open the console socket is refused, as by a proxy without WebSockets.
+        page.route_web_socket("**/ws/console/", lambda ws: ws.close())
+        page.goto(f"{daphne_server.url}/console/")
+        page.wait_for_selector("#console-link-state[data-state=polling]", timeout=15_000)
+        carol = open_for("carol")
+        page.wait_for_selector(f'#active-table tr[data-session="{carol}"]', timeout=12_000)
+        page.screenshot(path=str(artifacts_dir / "console_polling.png"), full_page=True)
+    finally:
+        context.close()

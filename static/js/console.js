@@ -18,7 +18,13 @@
   }
 
   function apply(frame) {
+    if (frame && frame.type === "console.error") {  // Redis unreachable: say so, keep the last view
+      setState("error");
+      if (badge) badge.title = frame.message || "";
+      return;
+    }
     if (!frame || frame.type !== "console.update" || !frame.fragments) return;
+    if (badge && badge.dataset.state === "error") setState(pollTimer ? "polling" : "live");
     for (const [name, html] of Object.entries(frame.fragments)) {
       const target = document.getElementById("console-" + name);
       if (target) target.innerHTML = html;  // server-rendered and escaped by Django templates
@@ -31,6 +37,7 @@
     try {
       const response = await fetch(root.dataset.liveUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (response.ok) apply(await response.json());
+      else if (response.status === 503) apply({ type: "console.error", message: "503" });
     } catch (err) { /* the next poll or the socket heals it */ }
   }
 
@@ -38,6 +45,7 @@
     if (pollTimer) return;
     setState("polling");
     pollTimer = window.setInterval(poll, POLL_MS);
+    poll();
   }
 
   function stopPolling() {
@@ -48,12 +56,11 @@
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + window.location.host + root.dataset.wsPath);
-    socket.addEventListener("open", function () {
+    socket.addEventListener("message", function (event) {
+      // Only a socket that delivers counts as working (one that opens and dies does not).
       attempts = 0;
       stopPolling();
-      setState("live");
-    });
-    socket.addEventListener("message", function (event) {
+      if (badge && badge.dataset.state !== "error") setState("live");
       try { apply(JSON.parse(event.data)); } catch (err) { /* ignore a malformed frame */ }
     });
     socket.addEventListener("close", function (event) {
