@@ -11,13 +11,14 @@ from io import StringIO
 
 import pytest
 import redis
+from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from sessions_app import services
 from sessions_app.admission import get_manager
 from sessions_app.management.commands.simulate_users import Command, percentile
-from sessions_app.models import ApiToken
+from sessions_app.models import ApiToken, ChatMessage, ChatSession
 
 
 class ActiveMonitor(threading.Thread):
@@ -77,6 +78,34 @@ def test_fifty_people_limit_five_everyone_served_limit_never_exceeded(daphne_ser
     assert "[" in text and "served" in text.split("Done in")[0]  # progress lines were shown
     # The temporary token was revoked at the end.
     assert not ApiToken.objects.filter(revoked_at__isnull=True).exists()
+
+
+@pytest.mark.slow
+def test_people_log_in_and_chat_over_the_socket(daphne_server, redis_url):
+    """--chat: real logins, the chat socket's pushed positions, one answered message each."""
+    services.limits_set(actor=None, max_active_sessions=5)
+    manager = get_manager()
+    monitor = ActiveMonitor(redis_url, manager.keys.active)
+    monitor.start()
+    command = Command()
+    out = StringIO()
+    try:
+        call_command(
+            command, "20", "--chat", "--url", daphne_server.url, "--think", "0.2",
+            "--duration", "120", stdout=out,
+        )  # fmt: skip
+    finally:
+        monitor.stop()
+    text = out.getvalue()
+    print(text)
+    report = command.report
+    assert report["served"] == 20 and report["errors"] == 0, text
+    assert report["waited"] == 15, text
+    assert max(monitor.samples) == 5
+    assert ChatMessage.objects.filter(role="assistant", status="done").count() == 20
+    assert ChatSession.objects.filter(close_reason="user", opened_via="page").count() == 20
+    # The logins minted for the rehearsal are gone afterwards.
+    assert not Session.objects.exists()
 
 
 def test_refuses_a_remote_url_and_bad_bounds(db):

@@ -1,17 +1,23 @@
 """A load rehearsal against a running server: N simulated people queue, chat and leave.
 
-Each simulated person drives the JSON API exactly as a service client would: a bearer token
-with the act-for-users permission opens a session for them (`sim-<run>-<n>`, provisioned on
-first use, which stands in for logging in), they poll their position every `--poll` seconds
-while queued (which is also their presence), hold their seat for `--think` seconds once
-admitted (chatting), then close it. The chat itself is not sent: the JSON API has no chat
-endpoint and the chat socket needs a password login, so "chat" here is holding the seat;
-what is rehearsed is admission, the queue and promotion under load.
+Two ways to be a person, both real clients of the running server:
+
+* `--chat` (the full rehearsal): each person logs in (the command mints a Django login
+  session for `sim-<run>-<n>` in the shared database, as the test client's force_login does:
+  no password hashing, so 2,000 people log in in a second), opens the chat socket
+  `/ws/chat/` — which queues them and pushes their live position — sends one message when
+  admitted, waits for the streamed answer, holds the seat for `--think` seconds and sends
+  `leave`. This needs the server's database (loopback, same settings).
+* JSON API (the default; works against any server you hold a token for): a bearer token
+  with act-for-users opens a session for each person (provisioned on first use), they poll
+  their position every `--poll` seconds while queued, hold their seat for `--think` seconds
+  once admitted, and close it. No chat is sent: the JSON API has no chat endpoint.
 
 Bounded on purpose: at most MAX_PEOPLE people, at most `--duration` seconds (then everyone
 still waiting leaves and counts as not served), and loopback only unless --allow-remote.
-The token comes from --token or CHATGATE_SIM_TOKEN; without one, a temporary token is
-issued in this database (the server must share it) and revoked at the end.
+The token (used for the API people and for the progress line in both modes) comes from
+--token or CHATGATE_SIM_TOKEN; without one, a temporary token is issued in this database
+(the server must share it) and revoked at the end.
 """
 
 from __future__ import annotations
@@ -19,17 +25,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import math
 import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from django.contrib.auth import get_user_model
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from sessions_app import services
 from sessions_app.management.commands._common import operator_label
@@ -47,6 +59,8 @@ class Person:
     queued_first: bool = False
     served: bool = False
     state: str = "arriving"  # arriving | queued | active | done | gave_up
+    cookie: str = ""  # the login session (--chat)
+    answered: bool = False  # --chat: the streamed answer to their message arrived
 
 
 @dataclass
@@ -93,7 +107,13 @@ class Rehearsal:
         ramp: float,
         duration: float,
         progress: Any,
+        chat: bool = False,
+        cookie_name: str = "sessionid",
     ) -> None:
+        self.origin = base.rstrip("/")
+        self.ws_url = self.origin.replace("http", "ws", 1) + "/ws/chat/"
+        self.chat = chat
+        self.cookie_name = cookie_name
         self.base = base.rstrip("/") + "/api/v1"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.people = people
@@ -172,6 +192,73 @@ class Rehearsal:
         person.served = person.admitted is not None
         person.state = "done" if person.served else "gave_up"
 
+    async def _chatter(self, client: httpx.AsyncClient, index: int, person: Person) -> None:
+        """--chat: one person on the chat socket, from queueing to leaving."""
+        if self.ramp and len(self.people) > 1:
+            await asyncio.sleep(self.ramp * index / (len(self.people) - 1))
+        person.arrived = time.monotonic()
+        headers = {"Cookie": f"{self.cookie_name}={person.cookie}"}
+        left = False
+        try:
+            async with ws_connect(
+                self.ws_url,
+                origin=self.origin,  # type: ignore[arg-type]
+                additional_headers=headers,
+                open_timeout=30,
+                proxy=None,
+            ) as ws:
+                first = True
+                while True:
+                    remaining = self._left()
+                    if remaining <= 0 and not left:
+                        await ws.send(json.dumps({"type": "leave"}))  # out of time: leave
+                        left = True
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), timeout=max(remaining, 10.0))
+                    except TimeoutError:
+                        if left:
+                            self.tally.error("chat: no session.closed after leave")
+                            break
+                        continue
+                    frame = json.loads(raw)
+                    kind = frame.get("type")
+                    if kind == "queue.status":
+                        if first:
+                            person.queued_first = frame.get("state") == "queued"
+                            first = False
+                        if frame.get("state") == "queued":
+                            person.state = "queued"
+                        elif frame.get("state") == "active":
+                            await self._admitted(ws, person)
+                    elif kind == "session.activated":
+                        await self._admitted(ws, person)
+                    elif kind == "stream_end":
+                        person.answered = True
+                        await asyncio.sleep(min(self.think, max(self._left(), 0)))
+                        if not left:
+                            await ws.send(json.dumps({"type": "leave"}))
+                            left = True
+                    elif kind == "error":
+                        self.tally.error(f"chat error {frame.get('code')}")
+                    elif kind == "session.closed":
+                        if frame.get("reason") != "user" or not left:
+                            self.tally.error(f"chat: closed ({frame.get('reason')})")
+                        break
+        except ConnectionClosed:
+            if not left:
+                self.tally.error("chat: socket closed early")
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self.tally.error(f"chat: {type(exc).__name__}")
+        person.served = person.admitted is not None and person.answered
+        person.state = "done" if person.served else "gave_up"
+
+    async def _admitted(self, ws: Any, person: Person) -> None:
+        if person.admitted is not None:
+            return
+        person.admitted = time.monotonic()
+        person.state = "active"
+        await ws.send(json.dumps({"type": "message", "content": f"hello from {person.username}"}))
+
     def _unexpected(self, response: Any, what: str) -> None:
         if response is None:
             self.tally.error(f"{what}: out of time")
@@ -218,9 +305,8 @@ class Rehearsal:
         ) as client:
             watcher = asyncio.create_task(self._watch(client))
             try:
-                await asyncio.gather(
-                    *(self._person(client, i, p) for i, p in enumerate(self.people))
-                )
+                person = self._chatter if self.chat else self._person
+                await asyncio.gather(*(person(client, i, p) for i, p in enumerate(self.people)))
             finally:
                 watcher.cancel()
 
@@ -262,6 +348,12 @@ class Command(BaseCommand):
             "temporary one is issued in this database and revoked afterwards).",
         )
         parser.add_argument(
+            "--chat",
+            action="store_true",
+            help="Log people in and drive the chat socket (queue, one message, leave); "
+            "needs the server's database.",
+        )
+        parser.add_argument(
             "--allow-remote",
             action="store_true",
             help="Allow a non-loopback --url (you are load-testing someone's server).",
@@ -290,6 +382,8 @@ class Command(BaseCommand):
             token, temporary_id = self._temporary_token()
         run = uuid.uuid4().hex[:6]
         people = [Person(username=f"sim-{run}-{i:04d}") for i in range(count)]
+        if options["chat"]:
+            self._log_in(people)
         rehearsal = Rehearsal(
             base=url,
             token=token,
@@ -299,9 +393,12 @@ class Command(BaseCommand):
             ramp=options["ramp"],
             duration=options["duration"],
             progress=lambda line: (self.stdout.write(line), self.stdout.flush()),
+            chat=options["chat"],
+            cookie_name=settings.SESSION_COOKIE_NAME,
         )
         self.stdout.write(
-            f"Rehearsal {run}: {count} people against {url}, think {options['think']:g}s, "
+            f"Rehearsal {run}: {count} people {'chatting' if options['chat'] else 'via the API'} "
+            f"against {url}, think {options['think']:g}s, "
             f"poll {options['poll']:g}s, at most {options['duration']:g}s."
         )
         try:
@@ -309,6 +406,8 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write(self.style.WARNING("Interrupted; the figures so far:"))
         finally:
+            if options["chat"]:
+                self._log_out(people)
             if temporary_id is not None:
                 services.api_token_revoke(
                     token_id=temporary_id, actor=operator_label("simulate_users")
@@ -328,6 +427,30 @@ class Command(BaseCommand):
             raise CommandError(
                 f"No chatgate answers at {url} ({exc}). Start one (make run) or pass --url."
             ) from exc
+
+    def _log_in(self, people: list[Person]) -> None:
+        """Creates the people (no usable password) and a login session for each."""
+        User = get_user_model()
+        names = [p.username for p in people]
+        User._default_manager.bulk_create(
+            [User(**{User.USERNAME_FIELD: name, "password": make_password(None)}) for name in names]
+        )
+        users = {u.get_username(): u for u in User._default_manager.filter(username__in=names)}
+        engine = import_module(settings.SESSION_ENGINE)
+        for person in people:
+            user = users[person.username]
+            store = engine.SessionStore()
+            store[SESSION_KEY] = user._meta.pk.value_to_string(user)
+            store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+            store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+            store.create()
+            person.cookie = store.session_key or ""
+
+    def _log_out(self, people: list[Person]) -> None:
+        engine = import_module(settings.SESSION_ENGINE)
+        for person in people:
+            if person.cookie:
+                engine.SessionStore(person.cookie).delete()
 
     def _temporary_token(self) -> tuple[str, int]:
         User = get_user_model()
