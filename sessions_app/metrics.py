@@ -139,6 +139,32 @@ def generation_observe(*, seconds: float, manager: AdmissionManager | None = Non
         logger.debug("could not record a generation time", exc_info=True)
 
 
+def answer_observe(
+    *,
+    seconds: float | None,
+    event: str | None = None,
+    manager: AdmissionManager | None = None,
+) -> None:
+    """How one answer ended, in one round trip: its generation time and/or a chat event."""
+    if event is not None and event not in CHAT_EVENTS:
+        raise ValueError(f"unknown chat event {event!r}")
+    manager = manager or get_manager()
+    pipe = manager.client.pipeline(transaction=False)
+    if seconds is not None:
+        value = max(seconds, 0.0)
+        key = manager.keys.metrics_histogram("generation")
+        bucket = _bucket_field(_bucket_index(value, GENERATION_BUCKETS), GENERATION_BUCKETS)
+        pipe.hincrby(key, bucket, 1)
+        pipe.hincrbyfloat(key, "sum", value)
+        pipe.hincrby(key, "count", 1)
+    if event is not None:
+        pipe.hincrby(manager.keys.metrics_counters(), event, 1)
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        logger.debug("could not record an answer's metrics", exc_info=True)
+
+
 def chat_event(name: str, *, amount: int = 1, manager: AdmissionManager | None = None) -> None:
     """Counts a chat event (`chat_messages`, `backend_errors`, ...) for `/metrics`."""
     if name not in CHAT_EVENTS:

@@ -511,12 +511,14 @@ def chat_answer_finish(
                 content=content, status=status, tokens=tokens, latency_ms=latency_ms
             )
     # For /metrics (Redis, so every process reports the same totals); never fails the call.
-    if answer_id is not None and latency_ms is not None:
-        metrics.generation_observe(seconds=latency_ms / 1000)
+    event = None
     if status == ChatMessage.Status.FAILED:
-        metrics.chat_event("backend_errors" if answer_id is not None else "capacity_timeouts")
+        event = "backend_errors" if answer_id is not None else "capacity_timeouts"
     elif status == ChatMessage.Status.CANCELLED:
-        metrics.chat_event("cancelled")
+        event = "cancelled"
+    seconds = latency_ms / 1000 if answer_id is not None and latency_ms is not None else None
+    if seconds is not None or event is not None:
+        metrics.answer_observe(seconds=seconds, event=event)
 
 
 def chat_question_cancel(*, session_id: str, message_id: int) -> bool:
