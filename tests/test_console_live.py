@@ -71,13 +71,30 @@ async def test_non_staff_is_refused_before_accept() -> None:
     await communicator.disconnect()
 
 
-async def test_through_the_real_asgi_stack_without_a_session_cookie_is_refused() -> None:
-    communicator = WebsocketCommunicator(
-        application, "/ws/console/", headers=[(b"origin", b"http://127.0.0.1")]
-    )
-    connected, _code = await communicator.connect()
-    assert not connected
-    await communicator.disconnect()
+@database_sync_to_async
+def session_cookie(user: Any) -> bytes:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def test_through_the_real_asgi_stack_only_a_staff_cookie_gets_in() -> None:
+    origin = (b"origin", b"http://127.0.0.1")
+    for cookie, expected in (
+        (b"", False),
+        (await session_cookie(await make_user("person")), False),
+        (await session_cookie(await make_user("staff", staff=True)), True),
+    ):
+        communicator = WebsocketCommunicator(
+            application, "/ws/console/", headers=[origin, (b"cookie", cookie)]
+        )
+        connected, _code = await communicator.connect()
+        assert connected is expected, cookie
+        if connected:
+            assert (await next_update(communicator, timeout=5))["type"] == "console.update"
+        await communicator.disconnect()
 
 
 async def test_a_change_reaches_the_console_within_a_second() -> None:
