@@ -73,6 +73,7 @@ def run_schemathesis(daphne_server: DaphneServer, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=tmp_path,  # schemathesis keeps local state in its working directory
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, (
