@@ -636,8 +636,10 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
     from django.contrib.auth import get_user_model
 
     manager = get_manager()
-    live = _redis_sessions()
+    # Indexes before hashes: a session opened after this read is not in `indexed`, so a
+    # just-opened session can never look like a stray index entry.
     indexed = set(manager.queue_order()) | {sid for sid, _ in manager.active_with_activity()}
+    live = _redis_sessions()
     records = {
         str(row["id"]): row
         for row in ChatSession.objects.filter(id__in=[uuid.UUID(s) for s in live]).values(
@@ -679,7 +681,10 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
         )
 
     promoted: list[str] = []
-    for sid in dangling + orphaned:
+    for sid in dangling:
+        if manager.session_info(sid) is None:  # still no hash (it was not mid-open)
+            promoted += manager.close(sid, reason=ChatSession.Reason.LOST).promoted
+    for sid in orphaned:
         promoted += manager.close(sid, reason=ChatSession.Reason.LOST).promoted
     # Checked again: a session opened or closed since the first look is not ours to repair.
     still_lost = [sid for sid in lost if manager.session_info(sid) is None]
