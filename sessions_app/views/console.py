@@ -10,6 +10,7 @@ never disagree.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -23,7 +24,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -92,6 +93,23 @@ def audit_recent(limit: int) -> list[AuditEvent]:
     return list(AuditEvent.objects.select_related("actor").order_by("-created_at")[:limit])
 
 
+_URL_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
+def _action_urls(session_id: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Row links without a reverse() per row and action (the queue shows fifty rows)."""
+    patterns = _action_patterns()
+    return {name: patterns[name].replace(_URL_PLACEHOLDER, session_id) for name in names}
+
+
+@functools.cache
+def _action_patterns() -> dict[str, str]:
+    return {
+        name: reverse(f"console-{name}", args=[_URL_PLACEHOLDER])
+        for name in ("close", "remove", "admit", "front")
+    }
+
+
 def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
     """Everything the console renders, read once (Redis for the live state, SQL for names)."""
     snapshot = selectors.gate_snapshot()
@@ -104,6 +122,7 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
             "since": _when(entry.activated),
             "last_activity": _when(entry.last_activity),
             "idle_for": duration(entry.idle_for),
+            "urls": _action_urls(entry.session_id, ("close",)),
         }
         for entry in sorted(selectors.active_entries(), key=lambda e: e.activated or 0)
     ]
@@ -113,6 +132,7 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
             "since": _when(entry.waiting_since),
             "waited": duration(now - entry.waiting_since),
             "eta": duration(entry.eta_seconds) if entry.eta_seconds is not None else "–",
+            "urls": _action_urls(entry.session_id, ("admit", "front", "remove")),
         }
         for entry in selectors.queue_entries(QUEUE_ROWS)
     ]
