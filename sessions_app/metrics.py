@@ -428,13 +428,17 @@ class GateCollector(Collector):
         yield closed
 
         events = _hgetall(manager, manager.keys.metrics_counters())
-        for event, doc in (
-            ("chat_messages", "Chat messages people sent."),
-            ("backend_errors", "Generations the chat backend failed."),
-            ("capacity_timeouts", "Queries that got no slot within the query wait limit."),
-            ("cancelled", "Generations stopped by the person."),
+        for event, name, doc in (
+            ("chat_messages", "chatgate_chat_messages", "Chat messages people sent."),
+            ("backend_errors", "chatgate_backend_errors", "Generations the chat backend failed."),
+            (
+                "capacity_timeouts",
+                "chatgate_query_capacity_timeouts",
+                "Queries that got no generation slot within the query wait limit.",
+            ),
+            ("cancelled", "chatgate_generations_cancelled", "Generations the person stopped."),
         ):
-            family = CounterMetricFamily(f"chatgate_{event}", doc)
+            family = CounterMetricFamily(name, doc)
             family.add_metric([], int(float(events.get(event, 0) or 0)))
             yield family
 
