@@ -207,6 +207,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def session_activated(self, event: dict[str, Any]) -> None:
         if self.registry is not None and (entry := self.registry.entry(self)) is not None:
+            if entry.state == "active":
+                return  # the registry saw the promotion first and has told the page
             entry.state, entry.position = "active", 0
         await self.send_frame({"type": "session.activated", "session_id": event["session_id"]})
 

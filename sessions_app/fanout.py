@@ -4,9 +4,11 @@ Each process keeps a registry of its chat sockets. The registry (not each socket
 member of `notifications.QUEUE_GROUP` for the process, so a queue change costs one channel-layer
 message per process. On that message it reads the queue order once (one ZRANGE), and writes each
 of its sockets whose place (or rounded estimate) changed a fresh absolute `queue.status` frame,
-directly, without the channel layer. Flushes are coalesced: the first change after a quiet spell
-is sent at once, later ones at most once per FLUSH_MIN_INTERVAL, so nobody gets more than about
-one position update a second however fast the queue churns (DESIGN.md §3).
+directly, without the channel layer. Updates are coalesced per person: a page told its place less
+than FLUSH_MIN_INTERVAL ago is skipped and told its then-current place when the interval is up,
+so nobody gets more than about one position update a second however fast the queue churns,
+while a change after a quiet spell goes out at once (DESIGN.md §3). Changes that arrive while a
+flush is running fold into the next flush, so a burst costs one or two reads, not one per change.
 
 Every frame carries a version from one per-process counter taken *before* its read, and a socket
 is never sent a version older than the last one it got, so a slow read can never overwrite a
@@ -44,8 +46,13 @@ from sessions_app.admission import GateUnavailable, get_manager
 
 logger = logging.getLogger(__name__)
 
-# At most one position update a second per person (and per process: a flush serves everyone).
+# At most one position update a second per person ...
 FLUSH_MIN_INTERVAL = 1.0
+# ... give or take this much, so that deferred updates go out together rather than one by one.
+FLUSH_SLACK = 0.2
+# An estimate that changed while the place did not is news, but not urgent news: the rounded
+# minutes drift as the observed departure rate moves, and must not crowd out place changes.
+ETA_ONLY_INTERVAL = 15.0
 # Presence touches and the periodic healing flush.
 PRESENCE_SECONDS = float(selectors.PRESENCE_HEARTBEAT_SECONDS)
 # How often active sessions are checked for an approaching idle timeout.
@@ -53,7 +60,7 @@ EXPIRY_CHECK_SECONDS = 5.0
 # Warn this long before the idle timeout (a quarter of the timeout when that is shorter).
 EXPIRY_WARNING_SECONDS = 120.0
 # Let other tasks run (incoming frames, chat streams) every this many sends of a big flush.
-SENDS_PER_YIELD = 200
+SENDS_PER_YIELD = 100
 
 
 def fanout_mode() -> str:
@@ -90,6 +97,8 @@ class Entry:
     position: int = 0
     eta_minutes: int | None = None
     warned_deadline: float = 0.0  # the idle deadline it was last warned about
+    sent_at: float = -1e9  # loop time of the last status frame
+    moved_at: float = -1e9  # loop time of the last frame that changed its place or state
 
 
 def status_frame(status: selectors.SessionStatus, version: int) -> dict[str, Any]:
@@ -165,10 +174,14 @@ class Registry:
         if entry is not None:
             if version < entry.version:
                 return False
+            now = asyncio.get_running_loop().time()
+            if (entry.state, entry.position) != (status.state, status.position):
+                entry.moved_at = now
             entry.version = version
             entry.state = status.state
             entry.position = status.position
             entry.eta_minutes = eta_minutes(status.eta_seconds)
+            entry.sent_at = now
         await sock.send_frame(status_frame(status, version))
         self.frames_sent += 1
         return True
@@ -188,43 +201,81 @@ class Registry:
     # --- the fan-out ------------------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Reads the queue once; tells each socket whose place changed. Returns frames sent."""
+        """Reads the queue once; tells each socket whose place changed. Returns frames sent.
+
+        Sockets whose place changed less than FLUSH_MIN_INTERVAL ago wait for a later flush,
+        scheduled for when the first of them is due; an estimate-only change goes out at most
+        every ETA_ONLY_INTERVAL and does not hold back the next change of place."""
         if not self.entries:
             return 0
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        not_before = now - FLUSH_MIN_INTERVAL + FLUSH_SLACK
+        deferred_until: float | None = None
+        started = time.perf_counter()
         version = next_version()
         order, rate = await _db(_read_queue)()
+        read_ms = (time.perf_counter() - started) * 1000
         self.flushes += 1
         places = {session_id: place for place, session_id in enumerate(order, start=1)}
         sent = 0
         left_queue: list[Socket] = []
+        due_now: list[tuple[int, Socket]] = []
         for sock, entry in list(self.entries.items()):
             place = places.get(entry.session_id)
             if place is None:
                 if entry.state in ("queued", ""):
                     left_queue.append(sock)  # promoted or closed: read it alone (rare)
                 continue
-            estimate = eta.eta_seconds(place, rate)
-            if (
-                entry.state == "queued"
-                and entry.position == place
-                and entry.eta_minutes == eta_minutes(estimate)
-            ):
+            if entry.state == "queued" and entry.position == place:
+                if entry.eta_minutes == eta_minutes(eta.eta_seconds(place, rate)):
+                    continue
+                if entry.sent_at > now - ETA_ONLY_INTERVAL:
+                    continue  # the periodic healing flush brings it later
+            if entry.moved_at > not_before:
+                due = entry.moved_at + FLUSH_MIN_INTERVAL
+                deferred_until = due if deferred_until is None else min(deferred_until, due)
                 continue
-            status = selectors.SessionStatus(
-                state="queued",
-                session_id=entry.session_id,
-                position=place,
-                ahead=place - 1,
-                eta_seconds=estimate,
-            )
-            if await self.send_status(sock, status, version):
-                sent += 1
-                if sent % SENDS_PER_YIELD == 0:
-                    await asyncio.sleep(0)
+            due_now.append((place, sock))
+        # Whoever left the queue first (the promoted page learns it is its turn at once), then
+        # the queue from its head: the people closest to their turn hear first.
         for sock in left_queue:
             if sock in self.entries:
                 await self.refresh(sock)
                 sent += 1
+                promoted = self.entries.get(sock)
+                if promoted is not None and promoted.state == "active":
+                    # Promoted: say so now, whichever of this and the session group's
+                    # `session.activated` comes first (the consumer skips a repeat).
+                    await sock.send_frame(
+                        {"type": "session.activated", "session_id": promoted.session_id}
+                    )
+        due_now.sort(key=lambda item: item[0])
+        for place, sock in due_now:
+            waiting = self.entries.get(sock)
+            if waiting is None:
+                continue  # disconnected meanwhile
+            status = selectors.SessionStatus(
+                state="queued",
+                session_id=waiting.session_id,
+                position=place,
+                ahead=place - 1,
+                eta_seconds=eta.eta_seconds(place, rate),
+            )
+            if await self.send_status(sock, status, version):
+                sent += 1
+                if sent % SENDS_PER_YIELD == 0:
+                    await asyncio.sleep(0)  # let incoming frames and chat streams through
+        if deferred_until is not None:
+            loop.call_at(deferred_until + FLUSH_SLACK / 2, self.dirty.set)
+        logger.debug(
+            "fan-out: %d queued, %d frames%s; read %.1f ms, total %.1f ms",
+            len(order),
+            sent,
+            " (some deferred)" if deferred_until is not None else "",
+            read_ms,
+            (time.perf_counter() - started) * 1000,
+        )
         return sent
 
     async def _flusher(self) -> None:
@@ -235,9 +286,10 @@ class Registry:
                 await self.flush()
             except GateUnavailable:
                 logger.warning("fan-out: Redis unreachable; positions resume when it returns")
+                await asyncio.sleep(1.0)
             except Exception:
                 logger.exception("fan-out flush failed")
-            await asyncio.sleep(FLUSH_MIN_INTERVAL)
+                await asyncio.sleep(1.0)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()

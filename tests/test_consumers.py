@@ -121,7 +121,9 @@ async def test_leave_promotes_the_head_who_is_told_at_once() -> None:
     await b.disconnect()
 
 
-async def test_positions_are_absolute_and_only_changed_places_are_sent() -> None:
+async def test_positions_are_absolute_and_only_changed_places_are_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     set_limits(max_active_sessions=1)
     users = [await database_sync_to_async(make_user)(f"u{i}") for i in range(4)]
     socks = []
@@ -129,7 +131,7 @@ async def test_positions_are_absolute_and_only_changed_places_are_sent() -> None
         comm = await open_socket(user)
         await next_of(comm, "queue.status")
         socks.append(comm)
-    fanout.FLUSH_MIN_INTERVAL = 0.05
+    monkeypatch.setattr(fanout, "FLUSH_MIN_INTERVAL", 0.05)
     await asyncio.sleep(0.3)  # let the registry settle after the arrivals
     for comm in socks:
         while not await comm.receive_nothing(timeout=0.05):
@@ -148,7 +150,6 @@ async def test_positions_are_absolute_and_only_changed_places_are_sent() -> None
     assert now_first["position"] == 1 and now_first["version"] > before
     for comm in socks:
         await comm.disconnect()
-    fanout.FLUSH_MIN_INTERVAL = 1.0
 
 
 async def test_a_message_is_recorded_and_streamed_back() -> None:
@@ -386,3 +387,31 @@ async def test_banner_changes_reach_every_socket() -> None:
     banner = await next_of(a, "banner.changed")
     assert banner["message"] == "Maintenance at 22:00"
     await a.disconnect()
+
+
+async def test_place_changes_are_coalesced_to_about_one_a_second_per_person() -> None:
+    set_limits(max_active_sessions=1)
+    users = [await database_sync_to_async(make_user)(f"c{i}") for i in range(5)]
+    socks = []
+    for user in users:
+        comm = await open_socket(user)
+        await next_of(comm, "queue.status")
+        socks.append(comm)
+    await asyncio.sleep(0.3)
+    for comm in socks:
+        while not await comm.receive_nothing(timeout=0.05):
+            await comm.receive_json_from()
+    last = socks[4]  # number 4
+    loop = asyncio.get_running_loop()
+    # Two people ahead leave in quick succession: the last person hears 3 at once, and 2
+    # only when a second has passed since, never a stale number in between.
+    await socks[2].send_json_to({"type": "leave"})
+    first = await next_of(last, "queue.status")
+    told_at = loop.time()
+    assert first["position"] == 3
+    await socks[3].send_json_to({"type": "leave"})
+    second = await next_of(last, "queue.status", timeout=5)
+    assert second["position"] == 2 and second["version"] > first["version"]
+    assert loop.time() - told_at >= fanout.FLUSH_MIN_INTERVAL - fanout.FLUSH_SLACK - 0.05
+    for comm in socks:
+        await comm.disconnect()
