@@ -90,6 +90,7 @@ class CloseResult:
     promoted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
+    refused_state: str = ""  # with only_if_state: the state that did not match ("none" if gone)
 
 
 @dataclass(frozen=True)
@@ -215,16 +216,26 @@ class AdmissionManager:
             abandoned=abandoned,
         )
 
-    def close(self, session_id: str, *, reason: str, now: float | None = None) -> CloseResult:
+    def close(
+        self,
+        session_id: str,
+        *,
+        reason: str,
+        only_if_state: str = "",
+        now: float | None = None,
+    ) -> CloseResult:
         if reason not in CLOSE_REASONS:
             raise ValueError(f"unknown close reason {reason!r}")
-        previous, promoted, expired, abandoned = self._run("close", session_id, reason, now=now)
+        previous, promoted, expired, abandoned, refused = self._run(
+            "close", session_id, reason, only_if_state, now=now
+        )
         return CloseResult(
             closed=bool(previous),
             previous_state=previous,
             promoted=promoted,
             expired=expired,
             abandoned=abandoned,
+            refused_state=refused,
         )
 
     def touch(self, session_id: str, *, kind: str, now: float | None = None) -> TouchResult:

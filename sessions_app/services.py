@@ -206,10 +206,20 @@ def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -
 
 
 def session_close(
-    *, session_id: str, reason: str, actor: Any = None, note: str = ""
+    *,
+    session_id: str,
+    reason: str,
+    actor: Any = None,
+    note: str = "",
+    only_if_state: str = "",
 ) -> CloseResult:
-    """Ends one session for `reason` and promotes into the freed seat."""
-    result = get_manager().close(str(session_id), reason=reason)
+    """Ends one session for `reason` and promotes into the freed seat.
+
+    With `only_if_state`, nothing happens unless the session is in that state at that moment
+    (`result.refused_state` then says what it was)."""
+    result = get_manager().close(str(session_id), reason=reason, only_if_state=only_if_state)
+    if result.refused_state:
+        return result
     with transaction.atomic():
         closed = _closed_map(result.expired, result.abandoned)
         closed[str(session_id)] = reason
@@ -550,17 +560,21 @@ class NotQueued(Exception):
 def session_remove_from_queue(*, session_id: str, actor: Any, note: str = "") -> CloseResult:
     """Staff: takes a queued person out of the line (reason `admin`); active ones are refused.
 
-    The state check and the close are two steps, so a person promoted in between is closed
-    although active; staff asked for them to leave the line either way, and the close is
-    recorded and audited as theirs. (An exact version needs close.lua to take an expected
-    state.)
+    The state check and the close are one script, so a person promoted a moment before is
+    refused (NotQueued), never closed by mistake.
     """
-    info = get_manager().session_info(str(session_id))
-    if info is None or info.state != "queued":
-        raise NotQueued(str(session_id), info.state if info else "")
-    return session_close(
-        session_id=str(session_id), reason=ChatSession.Reason.ADMIN, actor=actor, note=note
+    result = session_close(
+        session_id=str(session_id),
+        reason=ChatSession.Reason.ADMIN,
+        actor=actor,
+        note=note,
+        only_if_state="queued",
     )
+    if result.refused_state:
+        raise NotQueued(
+            str(session_id), "" if result.refused_state == "none" else result.refused_state
+        )
+    return result
 
 
 def api_token_issue(

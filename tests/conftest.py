@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from channels.layers import channel_layers
 
 from sessions_app import admission, services
 from sessions_app.admission import AdmissionManager
@@ -68,6 +69,9 @@ def clean_redis(redis_url: str) -> Iterator[None]:
     client.close()
     admission.reset_manager()
     services.forget_priority_holders()  # primary keys are reused between tests
+    # channels-redis binds its receive lock to the event loop that first used it; every async
+    # test has a loop of its own, so each test gets fresh channel-layer objects.
+    channel_layers.backends.clear()
     yield
     admission.reset_manager()
 

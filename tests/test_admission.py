@@ -263,3 +263,14 @@ def test_time_comes_from_redis_when_no_clock_is_passed(manager):
     opened = manager.open("clockless")
     info = manager.session_info(opened.session_id)
     assert abs(info.created - manager.server_time()) < 5
+
+
+def test_close_only_if_queued_refuses_someone_already_promoted(manager):
+    manager.set_limits({"max_active_sessions": 1})
+    a, b = fill(manager, 2)
+    manager.close(a, reason="user", now=T0 + 1)  # b is promoted
+    refused = manager.close(b, reason="admin", only_if_state="queued", now=T0 + 2)
+    assert (refused.closed, refused.refused_state) == (False, "active")
+    assert manager.session_info(b).state == "active"
+    gone = manager.close(a, reason="admin", only_if_state="queued", now=T0 + 3)
+    assert gone.refused_state == "none"

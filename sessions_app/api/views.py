@@ -21,7 +21,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
@@ -35,18 +34,12 @@ from sessions_app.models import ChatSession
 from sessions_app.ratelimit import rate_check
 
 # A service token opens sessions for many people, so it gets a larger budget than one person.
-DEFAULT_TOKEN_CREATE_RATE_PER_MINUTE = 600
 # Lists in `status` are for dashboards, not exports: bounded so one call stays cheap.
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 CLIENT_REF_MAX = 200
 
 Handler = Callable[..., HttpResponse]
-
-
-def _knob(name: str, default: int) -> int:
-    """A knob that conf.DEFAULTS does not (yet) know: settings.CHATGATE[name], else default."""
-    return int((getattr(settings, "CHATGATE", {}) or {}).get(name, default))
 
 
 def endpoint(**handlers: Handler) -> Handler:
@@ -140,7 +133,7 @@ def session_create(request: HttpRequest) -> HttpResponse:
         _rate_limited(
             "api_create_token",
             str(caller.token.pk),
-            _knob("API_TOKEN_CREATE_RATE_PER_MINUTE", DEFAULT_TOKEN_CREATE_RATE_PER_MINUTE),
+            int(conf.get("API_TOKEN_CREATE_RATE_PER_MINUTE")),
             f"this token ({caller.token.name})",
         )
     subject = subject_for(caller, user_id, provision=True, in_path=False)
