@@ -203,3 +203,39 @@ def test_korean_mobile_dark_page_and_polling_fallback(
     expect(blocked.locator("#banner-title")).to_have_text("차례가 되었습니다", timeout=15_000)
     stack.close()
     context.close()
+
+
+def test_the_page_reconnects_and_resyncs_after_dropped_connections(
+    server: DaphneServer, browser: Any, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    services.limits_set(actor=None, max_active_sessions=1)
+    stack = ExitStack()
+    hold_socket(stack, server, make_user("holder"))
+    context = logged_in_context(browser, server, make_user("jun"))
+    page = context.new_page()
+    attempts: list[Any] = []
+
+    def route(ws: Any) -> None:
+        attempts.append(ws)
+        if len(attempts) == 1:
+            ws.close()  # the first attempt never reaches the server
+        else:
+            ws.connect_to_server()
+
+    page.route_web_socket("**/ws/chat/", route)
+    page.goto(server.url + "/")
+    title = page.locator("#banner-title")
+    expect(title).to_contain_text("You are number 1", timeout=20_000)
+    assert len(attempts) == 2
+    # The live connection drops (a server restart, a flaky network): the page reconnects by
+    # itself after a backoff and resyncs from the first queue.status of the new connection.
+    attempts[1].close(code=1012)
+    expect(page.locator("#conn-state")).to_contain_text("Reconnecting", timeout=5_000)
+    shot(page, artifacts_dir, "8-reconnecting")
+    expect(page.locator("#conn-state")).to_have_text("", timeout=20_000)
+    assert len(attempts) == 3
+    expect(title).to_contain_text("You are number 1")
+    stack.close()
+    context.close()

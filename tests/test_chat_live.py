@@ -15,6 +15,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sessions_app import services
 from sessions_app.admission import get_manager
 from sessions_app.models import ChatMessage
 from tests.live import DaphneServer, start_daphne
@@ -151,3 +152,19 @@ async def test_a_close_on_one_process_promotes_a_person_on_another(
             await ws.close()
     finally:
         other.stop()
+
+
+async def test_a_killed_process_stops_renewing_presence_so_the_place_is_freed(
+    transactional_db: None, tmp_path: Path
+) -> None:
+    await sync_to_async(services.limits_set)(actor=None, disconnect_grace_seconds=5)
+    doomed = start_daphne(tmp_path, "doomed")
+    cookie = await sync_to_async(login_cookie)("alice")
+    ws = await open_ws(doomed, cookie)
+    status = await next_of(ws, "queue.status")
+    assert status["state"] == "active"
+    doomed.kill()  # SIGKILL: no disconnect handler runs, nothing is cleaned up
+    await asyncio.sleep(6)  # past the grace: nobody renews the page's presence any more
+    swept = await sync_to_async(services.sessions_sweep)()
+    assert status["session_id"] in swept.abandoned
+    assert get_manager().counts()["active"] == 0
