@@ -176,14 +176,32 @@ def chat_event(name: str, *, amount: int = 1, manager: AdmissionManager | None =
         logger.debug("could not count %s", name, exc_info=True)
 
 
+def _waits_after(pipe: Any, key: str, mark: float) -> list[tuple[float, float]]:
+    """The waits logged after `mark`. The list is newest first and its times never go back
+    (scripts run one at a time on Redis' clock), so reading stops at the first old entry:
+    a fold reads only what is new, in chunks, not all 2,000 entries every time."""
+    new: list[tuple[float, float]] = []
+    start, chunk = 0, 100
+    while True:
+        rows: Any = pipe.lrange(key, start, start + chunk - 1)
+        for item in rows:
+            when, waited = (item.decode() if isinstance(item, bytes) else item).split(":")
+            if float(when) <= mark:
+                return new
+            new.append((float(when), float(waited)))
+        if len(rows) < chunk:
+            return new
+        start += chunk
+
+
 def waits_fold(manager: AdmissionManager | None = None) -> int:
     """Adds admissions not yet counted to the cumulative wait histogram; returns how many.
 
     The admission scripts keep the latest 2,000 waits (`waits` list, newest first). A mark
     remembers the newest admission already counted; WATCH makes two processes folding at
     once count each wait exactly once (the loser retries or leaves it for the next scrape).
-    More than 2,000 admissions between two folds would be missed, so `/metrics` and the
-    console both fold.
+    More than 2,000 admissions between two folds would be missed, so both `/metrics` scrapes
+    and console renders fold.
     """
     manager = manager or get_manager()
     keys = manager.keys
@@ -195,12 +213,7 @@ def waits_fold(manager: AdmissionManager | None = None) -> int:
                 pipe.watch(mark_key, keys.waits)
                 raw_mark: Any = pipe.get(mark_key)
                 mark = float(raw_mark) if raw_mark else 0.0
-                rows: Any = pipe.lrange(keys.waits, 0, -1)
-                new: list[tuple[float, float]] = []
-                for item in rows:
-                    when, waited = (item.decode() if isinstance(item, bytes) else item).split(":")
-                    if float(when) > mark:
-                        new.append((float(when), float(waited)))
+                new = _waits_after(pipe, keys.waits, mark)
                 if not new:
                     pipe.unwatch()
                     return 0

@@ -120,6 +120,7 @@ def test_console_shows_gauges_tables_charts_and_wears_the_admin(staff_client: Cl
     assert 'id="site-name"' in html  # admin/base_site.html
     assert reverse("admin:index") in html  # breadcrumbs back to the admin
     assert f'data-session="{sid}"' in html
+    assert reverse("admin:sessions_app_chatsession_change", args=[sid]) in html  # the record
     assert html.count('<svg class="chart"') == 4
     assert 'data-gauge="active"' in html
 
@@ -244,6 +245,8 @@ def test_change_limits_applies_at_once_and_promotes(
     assert get_manager().session_info(bob).state == "active"  # type: ignore[union-attr]
     event = AuditEvent.objects.filter(action="limits.set").latest("created_at")
     assert event.detail["after"] == {"max_active_sessions": 2, "max_concurrent_queries": 3}
+    audit = staff_client.get(reverse("console-live")).json()["fragments"]["audit"]
+    assert "max_active_sessions: 1 → 2; max_concurrent_queries: 10 → 3" in audit
 
 
 @pytest.mark.parametrize(

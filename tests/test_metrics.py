@@ -219,3 +219,14 @@ def test_chat_services_feed_the_chat_counters_and_generation_histogram() -> None
     assert sample(families, "chatgate_generation_seconds_count") == 2
     assert sample(families, "chatgate_generation_seconds_bucket", le="0.25") == 1
     assert sample(families, "chatgate_generation_seconds_bucket", le="2.0") == 2
+
+
+def test_wait_fold_reads_past_a_chunk() -> None:
+    services.limits_set(actor=None, max_active_sessions=250)
+    for index in range(230):  # more than one chunk of the waits list, all new
+        open_for(f"p{index}")
+    assert metrics.waits_fold() == 230
+    open_for("late")
+    assert metrics.waits_fold() == 1
+    families = parse(Client().get("/metrics").content.decode())
+    assert sample(families, "chatgate_queue_wait_seconds_count") == 231

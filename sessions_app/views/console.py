@@ -93,6 +93,14 @@ def audit_recent(limit: int) -> list[AuditEvent]:
     return list(AuditEvent.objects.select_related("actor").order_by("-created_at")[:limit])
 
 
+def audit_summary(detail: dict[str, Any]) -> str:
+    """`max_active_sessions: 20 → 1` for limit changes; `key: value; ...` for the rest."""
+    before, after = detail.get("before"), detail.get("after")
+    if isinstance(before, dict) and isinstance(after, dict):
+        return "; ".join(f"{k}: {before.get(k)!s} → {v!s}" for k, v in after.items())
+    return "; ".join(f"{k}: {v!s}" for k, v in detail.items() if v not in ("", None))
+
+
 _URL_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 
@@ -102,12 +110,19 @@ def _action_urls(session_id: str, names: tuple[str, ...]) -> dict[str, str]:
     return {name: patterns[name].replace(_URL_PLACEHOLDER, session_id) for name in names}
 
 
+def _record_url(session_id: str) -> str:
+    """The session's page in the admin (its durable record and messages)."""
+    return _action_patterns()["record"].replace(_URL_PLACEHOLDER, session_id)
+
+
 @functools.cache
 def _action_patterns() -> dict[str, str]:
-    return {
+    patterns = {
         name: reverse(f"console-{name}", args=[_URL_PLACEHOLDER])
         for name in ("close", "remove", "admit", "front")
     }
+    patterns["record"] = reverse("admin:sessions_app_chatsession_change", args=[_URL_PLACEHOLDER])
+    return patterns
 
 
 def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
@@ -116,6 +131,7 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
     manager = get_manager()
     now = manager.server_time()
     metrics.gauges_sample(active=snapshot.active, queued=snapshot.queued, manager=manager)
+    metrics.waits_fold(manager)  # keeps the /metrics wait histogram whole between scrapes
     active_rows = [
         {
             "entry": entry,
@@ -123,6 +139,7 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
             "last_activity": _when(entry.last_activity),
             "idle_for": duration(entry.idle_for),
             "urls": _action_urls(entry.session_id, ("close",)),
+            "record": _record_url(entry.session_id),
         }
         for entry in sorted(selectors.active_entries(), key=lambda e: e.activated or 0)
     ]
@@ -133,6 +150,7 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
             "waited": duration(now - entry.waiting_since),
             "eta": duration(entry.eta_seconds) if entry.eta_seconds is not None else "–",
             "urls": _action_urls(entry.session_id, ("admit", "front", "remove")),
+            "record": _record_url(entry.session_id),
         }
         for entry in selectors.queue_entries(QUEUE_ROWS)
     ]
@@ -146,7 +164,10 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
         "wait_p50": duration(waits.p50) if waits.p50 is not None else "–",
         "wait_p90": duration(waits.p90) if waits.p90 is not None else "–",
         "wait_count": waits.count,
-        "audit": audit_recent(AUDIT_ROWS),
+        "audit": [
+            {"event": event, "summary": audit_summary(event.detail or {})}
+            for event in audit_recent(AUDIT_ROWS)
+        ],
         "can_steer": can_steer(user),
         "generated_at": _when(now),
     }
