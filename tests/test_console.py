@@ -300,6 +300,7 @@ def test_audit_log_is_on_the_console(staff_client: Client) -> None:
     fragments = staff_client.get(reverse("console-live")).json()["fragments"]
     assert 'data-action="session.close"' in fragments["audit"]
     assert "steerer" in fragments["audit"]
+    assert f"alice ({sid[:8]})" in fragments["audit"]  # to whom, by name
 
 
 def test_console_page_in_korean(staff_client: Client) -> None:

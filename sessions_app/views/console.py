@@ -10,8 +10,10 @@ never disagree.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -125,6 +127,28 @@ def _action_patterns() -> dict[str, str]:
     return patterns
 
 
+def audit_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """Audit events with "to whom" spelled out: a session target shows its person's name."""
+    session_ids = set()
+    for event in events:
+        with contextlib.suppress(ValueError):
+            session_ids.add(uuid.UUID(event.target))
+    people = {
+        str(sid): name
+        for sid, name in ChatSession.objects.filter(id__in=session_ids).values_list(
+            "id", "user__username"
+        )
+    }
+    rows = []
+    for event in events:
+        person = people.get(event.target)
+        target = f"{person} ({event.target[:8]})" if person else event.target
+        rows.append(
+            {"event": event, "target": target, "summary": audit_summary(event.detail or {})}
+        )
+    return rows
+
+
 def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
     """Everything the console renders, read once (Redis for the live state, SQL for names)."""
     snapshot = selectors.gate_snapshot()
@@ -164,10 +188,7 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
         "wait_p50": duration(waits.p50) if waits.p50 is not None else "–",
         "wait_p90": duration(waits.p90) if waits.p90 is not None else "–",
         "wait_count": waits.count,
-        "audit": [
-            {"event": event, "summary": audit_summary(event.detail or {})}
-            for event in audit_recent(AUDIT_ROWS)
-        ],
+        "audit": audit_rows(audit_recent(AUDIT_ROWS)),
         "can_steer": can_steer(user),
         "generated_at": _when(now),
     }
