@@ -200,8 +200,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self._send_status()
 
     async def on_leave(self, content: dict[str, Any]) -> None:
-        await db(services.session_close)(session_id=self.session_id, reason="user")
-        # session.closed reaches every tab (this one included) through the session group.
+        result = await db(services.session_close)(session_id=self.session_id, reason="user")
+        if not result.closed:
+            # Already ended (staff, expiry) and that notice was missed: say so here.
+            await self.session_closed({"reason": "user", "note": ""})
+        # Otherwise session.closed reaches every tab (this one too) through the session group.
 
     # --- events from the channel layer ------------------------------------------------------
 
