@@ -149,6 +149,24 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _session_info(session_id: str, raw: dict[Any, Any]) -> SessionInfo | None:
+    if not raw:
+        return None
+    data = {_decode(k): _decode(v) for k, v in raw.items()}
+    return SessionInfo(
+        session_id=session_id,
+        user=data.get("user", ""),
+        state=data.get("state", ""),
+        lane=data.get("lane", "normal"),
+        ticket=int(data.get("ticket", 0)),
+        created=float(data.get("created", 0)),
+        activated=float(data["activated"]) if data.get("activated") else None,
+        paged=data.get("paged") == "1",
+        over_limit=data.get("over") == "1",
+        lease=data.get("lease", ""),
+    )
+
+
 @contextmanager
 def redis_errors() -> Iterator[None]:
     """Turns every way of not reaching Redis into the one exception callers handle."""
@@ -297,23 +315,18 @@ class AdmissionManager:
         return _decode(value) if value else None
 
     def session_info(self, session_id: str) -> SessionInfo | None:
+        return self.session_infos([session_id])[session_id]
+
+    def session_infos(self, session_ids: list[str]) -> dict[str, SessionInfo | None]:
+        """Many sessions' hashes in one round trip (the console lists hundreds)."""
+        if not session_ids:
+            return {}
         with redis_errors():
-            raw = self.client.hgetall(self.keys.session(session_id))
-        if not raw:
-            return None
-        data = {_decode(k): _decode(v) for k, v in raw.items()}
-        return SessionInfo(
-            session_id=session_id,
-            user=data.get("user", ""),
-            state=data.get("state", ""),
-            lane=data.get("lane", "normal"),
-            ticket=int(data.get("ticket", 0)),
-            created=float(data.get("created", 0)),
-            activated=float(data["activated"]) if data.get("activated") else None,
-            paged=data.get("paged") == "1",
-            over_limit=data.get("over") == "1",
-            lease=data.get("lease", ""),
-        )
+            pipe = self.client.pipeline(transaction=False)
+            for sid in session_ids:
+                pipe.hgetall(self.keys.session(sid))
+            rows: list[Any] = pipe.execute()
+        return {sid: _session_info(sid, raw) for sid, raw in zip(session_ids, rows, strict=True)}
 
     def position(self, session_id: str) -> int:
         """1-based place in the queue, or 0 when not queued."""

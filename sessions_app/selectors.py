@@ -163,7 +163,8 @@ def queue_entries(limit: int | None = None) -> list[QueueEntry]:
     manager = get_manager()
     now = manager.server_time()
     ids = manager.queue_order(0, -1 if limit is None else limit - 1)
-    infos = [manager.session_info(sid) for sid in ids]
+    by_id = manager.session_infos(ids)
+    infos = [by_id[sid] for sid in ids]
     seen = manager.seen_times(ids)
     names = _usernames({i.user for i in infos if i})
     rate = departure_rate(now=now)
@@ -190,7 +191,7 @@ def active_entries() -> list[ActiveEntry]:
     now = manager.server_time()
     rows = manager.active_with_activity()
     ids = [sid for sid, _ in rows]
-    infos = {sid: manager.session_info(sid) for sid in ids}
+    infos = manager.session_infos(ids)
     seen = manager.seen_times(ids)
     live_leases = manager.live_leases()
     names = _usernames({i.user for i in infos.values() if i})

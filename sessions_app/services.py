@@ -630,7 +630,7 @@ def _redis_sessions() -> dict[str, Any]:
         for key in manager.client.scan_iter(match=manager.keys.session_pattern(), count=500):
             raw = key.decode() if isinstance(key, bytes) else str(key)
             ids.append(raw[start:])
-    infos = {sid: manager.session_info(sid) for sid in ids}
+    infos = manager.session_infos(ids)
     return {sid: info for sid, info in infos.items() if info is not None}
 
 
