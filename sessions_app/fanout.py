@@ -138,6 +138,8 @@ class Registry:
         self.entries: dict[Socket, Entry] = {}
         self.dirty = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+        # Expiry checks run at least twice within the warning window (short idle timeouts).
+        self.check_every = EXPIRY_CHECK_SECONDS
         self.flushes = 0  # counters, for tests and the benchmark
         self.frames_sent = 0
 
@@ -325,7 +327,7 @@ class Registry:
         loop = asyncio.get_running_loop()
         last_presence = loop.time()
         while True:
-            await asyncio.sleep(EXPIRY_CHECK_SECONDS)
+            await asyncio.sleep(self.check_every)
             try:
                 if loop.time() - last_presence >= PRESENCE_SECONDS:
                     last_presence = loop.time()
@@ -353,6 +355,7 @@ class Registry:
             return
         deadlines, now, timeout = await _db(_read_deadlines)()
         window = min(EXPIRY_WARNING_SECONDS, timeout / 4)
+        self.check_every = max(0.5, min(EXPIRY_CHECK_SECONDS, window / 2))
         due: set[str] = set()
         for sock, entry in list(self.entries.items()):
             deadline = deadlines.get(entry.session_id)

@@ -239,3 +239,32 @@ def test_the_page_reconnects_and_resyncs_after_dropped_connections(
     expect(title).to_contain_text("You are number 1")
     stack.close()
     context.close()
+
+
+def test_idle_warning_keep_button_and_the_ended_notice(
+    server: DaphneServer, browser: Any, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    # 12 s idle timeout: the warning comes 3 s before (a quarter of the timeout).
+    services.limits_set(actor=None, idle_timeout_seconds=12)
+    context = logged_in_context(browser, server, make_user("sora"))
+    page = context.new_page()
+    page.goto(server.url + "/")
+    expect(page.locator("#chat-input")).to_be_enabled(timeout=15_000)
+    notice = page.locator("#notice-text")
+    expect(notice).to_contain_text("Still there?", timeout=20_000)
+    expect(page.locator("#keep-btn")).to_be_visible()
+    shot(page, artifacts_dir, "9-idle-warning")
+    page.locator("#keep-btn").focus()
+    page.keyboard.press("Enter")  # keyboard-usable
+    expect(page.locator("#notice")).to_be_hidden()
+    # Kept: the session is still active well past the original deadline ...
+    page.wait_for_timeout(4_000)
+    assert get_manager().counts()["active"] == 1
+    # ... and, left alone, it ends with the reason in words.
+    expect(notice).to_contain_text("idle for too long", timeout=25_000)
+    expect(page.locator("#chat-input")).to_be_disabled()
+    expect(page.locator("#rejoin-btn")).to_be_visible()
+    shot(page, artifacts_dir, "10-ended-idle")
+    context.close()

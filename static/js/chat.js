@@ -156,7 +156,9 @@
     hideNotice();
     var words = S["reason_" + reason] || reason;
     showNotice(fmt(S.ended, { reason: words }), "ended");
-    setBanner("ended", fmt(S.ended, { reason: words }), "");
+    // The notice (role="alert") says it; the banner steps aside rather than repeat it.
+    el.banner.dataset.state = "ended";
+    el.banner.classList.remove("shown");
     document.title = S.ended_title;
     el.rejoin.focus();
   }
