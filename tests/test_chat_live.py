@@ -168,3 +168,39 @@ async def test_a_killed_process_stops_renewing_presence_so_the_place_is_freed(
     swept = await sync_to_async(services.sessions_sweep)()
     assert status["session_id"] in swept.abandoned
     assert get_manager().counts()["active"] == 0
+
+
+# --- the page's JSON fallback (Django's test client; no socket needed) ------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fallback_endpoints_answer_json_and_never_redirect(client: Any) -> None:
+    for method, url in (
+        ("get", "/chat/status"),
+        ("post", "/chat/session"),
+        ("post", "/chat/leave"),
+    ):
+        response = getattr(client, method)(url)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert client.get("/").status_code == 302  # the page itself goes to the login form
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fallback_opens_polls_and_leaves(client: Any) -> None:
+    services.limits_set(actor=None, max_active_sessions=1)
+    holder = get_user_model().objects.create_user(username="holder")
+    services.session_open(user=holder, via="page")
+    bob = get_user_model().objects.create_user(username="bob")
+    client.force_login(bob)
+    assert client.get("/chat/status").json()["state"] == "none"
+    opened = client.post("/chat/session").json()
+    assert (opened["state"], opened["position"]) == ("queued", 1)
+    polled = client.get("/chat/status").json()
+    assert polled["session_id"] == opened["session_id"] and polled["version"] > opened["version"]
+    assert client.get("/chat/session").status_code == 405
+    page = client.get("/")
+    assert page.status_code == 200 and b'id="queue-banner"' in page.content
+    assert client.post("/chat/leave").json()["state"] == "closed"
+    assert client.get("/chat/status").json()["state"] == "none"
+    assert get_manager().counts()["queued"] == 0
