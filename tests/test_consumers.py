@@ -68,6 +68,21 @@ def set_limits(**limits: int) -> None:
     get_manager().set_limits(limits)
 
 
+async def one_seat_and_a_queue(people: int) -> list[WebsocketCommunicator]:
+    """One active person and `people - 1` waiting, in order, with their first frames read."""
+    set_limits(max_active_sessions=1)
+    socks = []
+    for i in range(people):
+        comm = await open_socket(await database_sync_to_async(make_user)(f"p{i}"))
+        await next_of(comm, "queue.status")
+        socks.append(comm)
+    await asyncio.sleep(0.3)  # let the registry settle after the arrivals
+    for comm in socks:
+        while not await comm.receive_nothing(timeout=0.05):
+            await comm.receive_json_from()
+    return socks
+
+
 async def test_anonymous_is_refused_before_accept() -> None:
     comm = WebsocketCommunicator(APP, "/ws/chat/")
     comm.scope["user"] = AnonymousUser()
@@ -124,18 +139,8 @@ async def test_leave_promotes_the_head_who_is_told_at_once() -> None:
 async def test_positions_are_absolute_and_only_changed_places_are_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    set_limits(max_active_sessions=1)
-    users = [await database_sync_to_async(make_user)(f"u{i}") for i in range(4)]
-    socks = []
-    for user in users:
-        comm = await open_socket(user)
-        await next_of(comm, "queue.status")
-        socks.append(comm)
     monkeypatch.setattr(fanout, "FLUSH_MIN_INTERVAL", 0.05)
-    await asyncio.sleep(0.3)  # let the registry settle after the arrivals
-    for comm in socks:
-        while not await comm.receive_nothing(timeout=0.05):
-            await comm.receive_json_from()
+    socks = await one_seat_and_a_queue(4)
     # The person in the middle (place 2 of 3) leaves: only the last one moves, 3 -> 2.
     await socks[2].send_json_to({"type": "leave"})
     await next_of(socks[2], "session.closed")
@@ -390,17 +395,7 @@ async def test_banner_changes_reach_every_socket() -> None:
 
 
 async def test_place_changes_are_coalesced_to_about_one_a_second_per_person() -> None:
-    set_limits(max_active_sessions=1)
-    users = [await database_sync_to_async(make_user)(f"c{i}") for i in range(5)]
-    socks = []
-    for user in users:
-        comm = await open_socket(user)
-        await next_of(comm, "queue.status")
-        socks.append(comm)
-    await asyncio.sleep(0.3)
-    for comm in socks:
-        while not await comm.receive_nothing(timeout=0.05):
-            await comm.receive_json_from()
+    socks = await one_seat_and_a_queue(5)
     last = socks[4]  # number 4
     loop = asyncio.get_running_loop()
     # Two people ahead leave in quick succession: the last person hears 3 at once, and 2
