@@ -267,12 +267,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _answer_oldest(self) -> None:
         question = None
+        closing: list[dict[str, Any]] = []
         try:
-            async with services.generation_slot(session_id=self.session_id, on_wait=self._on_wait):
-                question = await db(services.chat_question_next)(session_id=self.session_id)
-                if question is None:
-                    return  # another tab's worker answered it, or it was cancelled
-                await self._generate(question)
+            try:
+                async with services.generation_slot(
+                    session_id=self.session_id, on_wait=self._on_wait
+                ):
+                    question = await db(services.chat_question_next)(session_id=self.session_id)
+                    if question is None:
+                        return  # another tab's worker answered it, or it was cancelled
+                    await self._generate(question, closing)
+            finally:
+                # Only once the slot is released: a page that sees stream_end (after Stop,
+                # say) can count on the slot being free.
+                for frame in closing:
+                    await self._to_session(frame)
         except services.NotActive:
             await self._error("NOT_ACTIVE", "Your session is not active.")
         except services.CapacityTimeout:
@@ -301,7 +310,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
 
-    async def _generate(self, question: ChatMessage) -> None:
+    async def _generate(self, question: ChatMessage, closing: list[dict[str, Any]]) -> None:
+        """Streams the answer to `question`; appends the frames that end it to `closing`."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         answer = await db(services.chat_answer_start)(session_id=self.session_id)
@@ -359,7 +369,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
             )
             await asyncio.shield(record)
-            await self._to_session(
+            closing.append(
                 {
                     "type": "stream_end",
                     "message_id": answer.pk,
@@ -369,7 +379,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             if failure is not None:
-                await self._to_session(
+                closing.append(
                     {
                         "type": "error",
                         "code": "BACKEND_ERROR",
