@@ -234,15 +234,7 @@ class ChatMessageAdmin(ReadOnlyAdmin):
 class GateSettingsForm(forms.ModelForm):
     class Meta:
         model = GateSettings
-        fields = (
-            "max_active_sessions",
-            "max_concurrent_queries",
-            "idle_timeout_seconds",
-            "disconnect_grace_seconds",
-            "query_wait_timeout_seconds",
-            "admissions_paused",
-            "banner_message",
-        )
+        fields = GateSettings.EDITABLE_FIELDS
 
 
 @admin.register(GateSettings)

@@ -117,6 +117,17 @@ def _bounds(name: str) -> list[Any]:
 class GateSettings(models.Model):
     """The live limits: one row. Saving it pushes the values to Redis at once."""
 
+    # What staff may change (console, admin, set_limits); everything else is derived.
+    EDITABLE_FIELDS = (
+        "max_active_sessions",
+        "max_concurrent_queries",
+        "idle_timeout_seconds",
+        "disconnect_grace_seconds",
+        "query_wait_timeout_seconds",
+        "admissions_paused",
+        "banner_message",
+    )
+
     max_active_sessions = models.PositiveIntegerField(
         default=conf.DEFAULTS["MAX_ACTIVE_SESSIONS"], validators=_bounds("max_active_sessions")
     )

@@ -309,16 +309,7 @@ def limits_push(gate: GateSettings) -> list[str]:
 
 def limits_set(*, actor: Any, **changes: Any) -> GateSettings:
     """Changes live limits (GateSettings field names); raises ValidationError if out of bounds."""
-    allowed = {
-        "max_active_sessions",
-        "max_concurrent_queries",
-        "idle_timeout_seconds",
-        "disconnect_grace_seconds",
-        "query_wait_timeout_seconds",
-        "admissions_paused",
-        "banner_message",
-    }
-    unknown = set(changes) - allowed
+    unknown = set(changes) - set(GateSettings.EDITABLE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
     with transaction.atomic():
