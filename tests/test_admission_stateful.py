@@ -59,8 +59,15 @@ class GateMachine(RuleBasedStateMachine):
     # --- helpers -------------------------------------------------------------------------------
 
     def live_sessions(self) -> list[str]:
+        """Active then queued, each in ticket order: session ids are random, so any order that
+        depends on them (ties in a sorted set) would make hypothesis' replays differ."""
         active = [sid for sid, _ in self.manager.active_with_activity()]
+        infos = self.manager.session_infos(active)
+        active.sort(key=lambda sid: infos[sid].ticket)
         return active + self.manager.queue_order()
+
+    def active_sessions(self) -> list[str]:
+        return self.live_sessions()[: self.manager.counts()["active"]]
 
     def queued(self) -> list[str]:
         return self.manager.queue_order()
@@ -133,7 +140,7 @@ class GateMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.manager.active_with_activity()))
     @rule(data=st.data())
     def acquire(self, data: st.DataObject) -> None:
-        sid = data.draw(st.sampled_from([s for s, _ in self.manager.active_with_activity()]))
+        sid = data.draw(st.sampled_from(self.active_sessions()))
         waiter = f"{sid}:{uuid.uuid4().hex[:6]}"
         result = self.manager.acquire_slot(sid, waiter_id=waiter, now=self.now)
         if result.outcome == "granted":
@@ -144,7 +151,7 @@ class GateMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.waiters))
     @rule(data=st.data())
     def poll_waiter(self, data: st.DataObject) -> None:
-        waiter = data.draw(st.sampled_from(sorted(self.waiters)))
+        waiter = data.draw(st.sampled_from(list(self.waiters)))  # insertion order
         sid = self.waiters[waiter]
         result = self.manager.acquire_slot(sid, waiter_id=waiter, now=self.now)
         if result.outcome != "wait":
@@ -155,7 +162,7 @@ class GateMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.leases))
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
-        lease = data.draw(st.sampled_from(sorted(self.leases)))
+        lease = data.draw(st.sampled_from(list(self.leases)))
         sid = self.leases.pop(lease)
         self.manager.release_slot(sid, lease_id=lease, now=self.now)
         assert self.manager.release_slot(sid, lease_id=lease, now=self.now) is False
