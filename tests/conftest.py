@@ -20,7 +20,12 @@ from channels.layers import channel_layers
 from sessions_app import admission, services
 from sessions_app.admission import AdmissionManager
 from sessions_app.redis_keys import RedisKeys
-from tests.live import browser, chromium_path, daphne_server  # noqa: F401  (shared fixtures)
+from tests.live import (  # noqa: F401  (shared fixtures)
+    browser,
+    chromium_path,
+    daphne_server,
+    orm_beside_playwright,
+)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 _server = None

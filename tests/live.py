@@ -132,8 +132,11 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[object]:
+    """Chromium for one test module at a time: Playwright's sync API keeps an event loop
+    running on the main thread while it is started, which breaks every later ORM call and
+    pytest-asyncio test in the run, so it must not outlive the module that uses it."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -142,3 +145,11 @@ def browser(chromium_path: str) -> Iterator[object]:
         )
         yield instance
         instance.close()
+
+
+@pytest.fixture
+def orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Playwright's loop on this thread makes Django take it for an async context and refuse
+    ORM calls. Browser tests call the ORM only between browser steps, never from inside that
+    loop, so Django's documented escape hatch is safe there (use with `usefixtures`)."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

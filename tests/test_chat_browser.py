@@ -20,33 +20,15 @@ from websockets.sync.client import ClientConnection, connect
 
 from sessions_app import services
 from sessions_app.admission import get_manager
-from tests.live import CHROMIUM_ARGS, DaphneServer, start_daphne
+from tests.live import DaphneServer, start_daphne
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(240),
+    pytest.mark.usefixtures("orm_beside_playwright"),
+]
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    """Chromium for this module only. Playwright's sync API keeps an event loop running in the
-    main thread while it is started, which makes every later ORM call and pytest-asyncio test
-    fail; stopping it at the end of the module keeps the rest of the run unaffected."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        yield instance
-        instance.close()
-
-
-@pytest.fixture(autouse=True)
-def orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The ORM refuses to run in a thread with a running event loop (Playwright's, see above);
-    # these tests call it only between browser steps, never from inside that loop.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ leaving the active table and the queue's head moving into it. Screenshots go to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +18,13 @@ from django.utils import translation
 
 from sessions_app import services
 from sessions_app.models import AuditEvent, ChatSession
-from tests.live import CHROMIUM_ARGS, DaphneServer
+from tests.live import DaphneServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    """Chromium for this module only: Playwright's sync API keeps an event loop running on the
-    main thread while started, which breaks every later ORM call and pytest-asyncio test in the
-    run; the shared session-scoped fixture would leave it running to the end."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        yield instance
-        instance.close()
-
-
-@pytest.fixture(autouse=True)
-def orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Playwright's sync API keeps an event loop on this thread, which Django takes for an
-    async context and refuses ORM calls in. Nothing here runs concurrently with those calls
-    (the loop only drives the browser), so Django's documented escape hatch is safe."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(120),
+    pytest.mark.usefixtures("orm_beside_playwright"),
+]
 
 
 def staff_cookie(server: DaphneServer) -> dict[str, Any]:
