@@ -200,11 +200,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self._send_status()
 
     async def on_leave(self, content: dict[str, Any]) -> None:
-        result = await db(services.session_close)(session_id=self.session_id, reason="user")
-        if not result.closed:
-            # Already ended (staff, expiry) and that notice was missed: say so here.
-            await self.session_closed({"reason": "user", "note": ""})
-        # Otherwise session.closed reaches every tab (this one too) through the session group.
+        await db(services.session_close)(session_id=self.session_id, reason="user")
+        # This tab is told at once and directly (group pushes are at-most-once, and a page that
+        # asked to leave must not wait on one); other tabs hear it through the session group.
+        await self.session_closed({"reason": "user", "note": ""})
 
     # --- events from the channel layer ------------------------------------------------------
 
