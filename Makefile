@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest browser-deps bench clean
+.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/admission_bench.py
+
+bench-fanout: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_bench.py --waiting $${WAITING:-1000} --rounds $${ROUNDS:-20}
 
 clean:
 	rm -rf $(VENV) .test-db-* artifacts
