@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,17 @@ import time
 from sessions_app.devredis import start_server, stop_server
 
 HOST = os.environ.get("HOST", "127.0.0.1")
+DEFAULT_REDIS_PORT = 6379
 PORT = os.environ.get("PORT", "8000")
+
+
+def port_free(port: int = DEFAULT_REDIS_PORT) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _stop_on_signal(signum: int, frame: object) -> None:
@@ -29,7 +40,9 @@ def main() -> int:
     env = dict(os.environ)
     redis_process = None
     if not env.get("REDIS_URL"):
-        redis_process, env["REDIS_URL"] = start_server()
+        # Redis's usual port when it is free, so that `manage.py` commands in another terminal
+        # find this server with the default REDIS_URL.
+        redis_process, env["REDIS_URL"] = start_server(DEFAULT_REDIS_PORT if port_free() else None)
         print(f"Started a local Redis at {env['REDIS_URL']} (set REDIS_URL to use your own).")
     python = sys.executable
     manage = [python, "manage.py"]
@@ -56,6 +69,10 @@ def main() -> int:
             )
         )
         print(f"chatgate is serving on http://{HOST}:{PORT}/ — Ctrl-C stops it.")
+        print(
+            "Operator commands in another terminal: "
+            f"DEBUG=1 REDIS_URL={env['REDIS_URL']} .venv/bin/python manage.py queue_status"
+        )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return 1
