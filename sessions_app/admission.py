@@ -285,9 +285,11 @@ class AdmissionManager:
     # --- query slots ------------------------------------------------------------------------
 
     def acquire_slot(
-        self, session_id: str, *, waiter_id: str, now: float | None = None
+        self, session_id: str, *, waiter_id: str, lease_id: str = "", now: float | None = None
     ) -> SlotResult:
-        lease_id = uuid.uuid4().hex
+        """One poll for a slot. A caller that may be cancelled mid-call passes its own
+        `lease_id`, so it can release a grant it never saw."""
+        lease_id = lease_id or uuid.uuid4().hex
         result = self._run("acquire_slot", session_id, waiter_id, lease_id, now=now)
         if result[0] == "granted":
             return SlotResult(outcome="granted", lease_id=result[1], deadline=float(result[2]))

@@ -361,21 +361,26 @@ async def generation_slot(
 
     Raises NotActive if the session is not active, CapacityTimeout after the query wait limit.
     `on_wait(place)` is awaited whenever the query's place among waiting queries changes.
-    A lease that could not be renewed (Redis unreachable past its TTL) raises SlotLost when
-    the body ends, so the caller can tell the person the answer may have been cut short.
+    If the lease cannot be renewed before it runs out (Redis unreachable, or restarted and
+    emptied), the slot may already serve someone else: the body is cancelled at once and
+    SlotLost is raised, so that never more than the limit generate at the same time.
     """
     manager = get_manager()
     waiter_id = f"{session_id}:{uuid.uuid4().hex[:12]}"
+    # Chosen before asking, so that a grant made while this task is being cancelled can still
+    # be released by its id (else the slot would be held for a whole lease TTL).
+    lease_id = uuid.uuid4().hex
     limit = timeout if timeout is not None else await asyncio.to_thread(_query_wait_limit)
+    ttl = await asyncio.to_thread(_lease_ttl)
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + limit
     last_place = -1
-    lease_id = ""
     try:
         while True:
-            result = await asyncio.to_thread(manager.acquire_slot, session_id, waiter_id=waiter_id)
+            result = await asyncio.to_thread(
+                manager.acquire_slot, session_id, waiter_id=waiter_id, lease_id=lease_id
+            )
             if result.outcome == "granted":
-                lease_id = result.lease_id
                 break
             if result.outcome == "not_active":
                 raise NotActive(session_id)
@@ -386,22 +391,41 @@ async def generation_slot(
                 raise CapacityTimeout(session_id)
             await asyncio.sleep(poll_interval)
     except BaseException:
-        await asyncio.to_thread(manager.release_slot, session_id, waiter_id=waiter_id)
+        await asyncio.shield(
+            asyncio.to_thread(
+                manager.release_slot, session_id, lease_id=lease_id, waiter_id=waiter_id
+            )
+        )
         raise
 
-    ttl = await asyncio.to_thread(_lease_ttl)
+    body = asyncio.current_task()
     lost = asyncio.Event()
 
     async def keep_renewing() -> None:
+        expires_at = loop.time() + ttl
         while True:
             await asyncio.sleep(ttl / 3)
-            if not await asyncio.to_thread(manager.renew_slot, lease_id):
+            try:
+                renewed = await asyncio.to_thread(manager.renew_slot, lease_id)
+            except GateUnavailable:
+                # A passing Redis fault: try again while the lease has a renewal left in it.
+                renewed = None
+            if renewed:
+                expires_at = loop.time() + ttl
+            elif renewed is False or loop.time() + ttl / 3 >= expires_at:
                 lost.set()
+                if body is not None:
+                    body.cancel()  # stop generating: the slot may already serve another
                 return
 
     renewer = asyncio.create_task(keep_renewing())
     try:
         yield lease_id
+    except asyncio.CancelledError:
+        if lost.is_set() and body is not None:
+            body.uncancel()
+            raise SlotLost(lease_id) from None
+        raise
     finally:
         renewer.cancel()
         # Shielded: a cancelled generation (Stop, disconnect) must still give its slot back.

@@ -284,3 +284,47 @@ def test_a_cancelled_generation_gives_its_slot_back_at_once():
         return get_manager().counts()["in_flight"]
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_lost_lease_stops_the_generation_at_once():
+    """A lease gone from Redis (restart, expiry) may already serve someone else: the body is
+    cancelled at the next renewal instead of generating on beyond the limit."""
+    manager = get_manager()
+    manager.set_limits({"lease_ttl_seconds": 1})
+    (person,) = make_users(1)
+    sid = services.session_open(user=person).session_id
+    reached_the_end = False
+
+    async def scenario() -> None:
+        nonlocal reached_the_end
+        with pytest.raises(services.SlotLost):
+            async with services.generation_slot(session_id=sid, timeout=1) as lease:
+                manager.client.zrem(manager.keys.slots, lease)  # Redis lost it
+                await asyncio.sleep(60)  # still "generating"
+                reached_the_end = True
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+    assert reached_the_end is False
+    assert manager.counts()["in_flight"] == 0
+
+
+def test_a_generation_cancelled_while_its_grant_is_in_flight_leaves_no_lease():
+    manager = get_manager()
+    (person,) = make_users(1)
+    sid = services.session_open(user=person).session_id
+
+    async def scenario() -> None:
+        task = asyncio.create_task(_enter_slot(sid))
+        await asyncio.sleep(0)  # the acquire call is running in its thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert manager.counts()["in_flight"] == 0
+    assert manager.counts()["waiting_queries"] == 0
+
+
+async def _enter_slot(sid: str) -> None:
+    async with services.generation_slot(session_id=sid, timeout=1):
+        await asyncio.sleep(60)
