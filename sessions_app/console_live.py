@@ -55,6 +55,16 @@ def scope_language(scope: dict[str, Any]) -> str:
 
 
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # `disconnect` may never run (a crashed handler, a cut-off shutdown): whatever ends
+        # this consumer also ends its push loop, which would otherwise re-render forever.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            pusher = getattr(self, "_pusher", None)
+            if pusher is not None:
+                pusher.cancel()
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if not is_staff(user):

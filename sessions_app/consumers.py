@@ -62,6 +62,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # `disconnect` may never run (a crashed handler, daphne cutting off a busy consumer):
+        # whatever ends this consumer takes it out of the registry, or the registry would keep
+        # touching its person's presence forever and the place would never be freed.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._forget()
+
+    def _forget(self) -> None:
+        registry = getattr(self, "registry", None)
+        if registry is not None:
+            registry.discard(self)
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.cancel()  # the slot is released (shielded) as the worker unwinds
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -101,10 +118,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if not self.session_id:
             return
-        if self.registry is not None:
-            self.registry.discard(self)
-        if self.worker is not None:
-            self.worker.cancel()  # the slot is released (shielded) as the worker unwinds
+        self._forget()
         try:
             await self.channel_layer.group_discard(
                 notifications.session_group(self.session_id), self.channel_name
@@ -125,7 +139,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             await self._error("BAD_REQUEST", "Frames must be JSON.")
             return
         await self.receive_json(content)

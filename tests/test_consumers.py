@@ -208,6 +208,7 @@ async def test_queued_person_cannot_chat() -> None:
         json.dumps({"type": "message", "content": "   "}),
         json.dumps({"type": "typing", "is_typing": "yes"}),
         json.dumps({"type": "cancel", "message_id": "seven"}),
+        "[" * 3000,  # deeper than the JSON parser recurses: RecursionError, not JSONDecodeError
     ],
 )
 async def test_malformed_frames_get_bad_request_and_the_socket_stays_open(raw: str) -> None:
@@ -410,3 +411,21 @@ async def test_place_changes_are_coalesced_to_about_one_a_second_per_person() ->
     assert loop.time() - told_at >= fanout.FLUSH_MIN_INTERVAL - fanout.FLUSH_SLACK - 0.05
     for comm in socks:
         await comm.disconnect()
+
+
+async def test_a_crashed_socket_stops_holding_its_persons_presence(monkeypatch) -> None:
+    """`disconnect` never runs for a consumer whose handler crashed; the registry must still
+    forget it, or it would renew that person's presence forever."""
+    a = await open_socket(await database_sync_to_async(make_user)("alice"))
+    await next_of(a, "queue.status")
+    registry = fanout.get_registry()
+    assert len(registry.entries) == 1
+
+    async def crash(self: ChatConsumer, content: dict[str, Any]) -> None:
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(ChatConsumer, "on_heartbeat", crash)
+    await a.send_json_to({"type": "heartbeat"})
+    with pytest.raises(RuntimeError):
+        await a.wait(timeout=2)
+    assert len(registry.entries) == 0
