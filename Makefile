@@ -20,11 +20,14 @@ $(STAMP): requirements.lock pyproject.toml
 run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python -m sessions_app.devrun
 
-# Debian's Chromium and CJK fonts for the browser tests (Playwright never downloads a browser).
+# Debian's Chromium, CJK fonts and gettext for the browser tests and translations (Playwright
+# never downloads a browser). apt-get needs root: sudo is used when we are not.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
-	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
-		echo "Installing Debian's chromium and fonts-noto-cjk for the browser tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	@if ! command -v chromium >/dev/null || ! command -v msgfmt >/dev/null \
+		|| ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+		echo "Installing Debian's chromium, fonts-noto-cjk and gettext for the tests..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 			chromium fonts-noto-cjk gettext >/dev/null; \
 	fi
 

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from sessions_app import services
+from sessions_app.forms import CloseForm
 from sessions_app.models import ApiToken, AuditEvent, ChatMessage, ChatSession, GateSettings
 
 admin.site.site_header = gettext_lazy("chatgate administration")
@@ -43,15 +44,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-class NoteForm(forms.Form):
-    note = forms.CharField(
-        label=gettext_lazy("Reason shown to the person"),
-        max_length=300,
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-    )
 
 
 @admin.register(ChatSession)
@@ -138,7 +130,7 @@ class ChatSessionAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[ChatSession]
     ) -> TemplateResponse | None:
         live = queryset.exclude(state=ChatSession.State.CLOSED).select_related("user")
-        form = NoteForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        form = CloseForm(request.POST if request.POST.get("confirm") == "yes" else None)
         if request.POST.get("confirm") == "yes" and form.is_valid():
             closed = 0
             for session in live:
@@ -316,12 +308,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self.readonly_fields if obj is not None else ()
+        # An issued token's powers never change silently: to widen them, issue a new token
+        # (audited) and revoke the old one (audited).
+        if obj is not None:
+            return ("name", "owner", "can_act_for_users", *self.readonly_fields)
+        return ()
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
-            return
+            return  # nothing on an issued token is editable (see get_readonly_fields)
         row, raw = ApiToken.issue(
             name=form.cleaned_data["name"],
             owner=form.cleaned_data["owner"],

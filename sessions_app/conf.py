@@ -39,7 +39,8 @@ LIMIT_BOUNDS: dict[str, tuple[int, int]] = {
     "max_active_sessions": (1, 10_000),
     "max_concurrent_queries": (1, 1_000),
     "idle_timeout_seconds": (10, 7 * 24 * 3600),
-    "disconnect_grace_seconds": (5, 24 * 3600),
+    # Pages renew presence every 15 s: a grace under three renewals would abandon open pages.
+    "disconnect_grace_seconds": (45, 24 * 3600),
     "query_wait_timeout_seconds": (1, 3600),
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -39,6 +40,7 @@ CLOSE_SESSION_ENDED = 4000
 # WebSocket "try again later": Redis unreachable; the page reconnects with backoff.
 CLOSE_TRY_AGAIN = 1013
 UNAVAILABLE_RETRY_SECONDS = 5
+HEARTBEAT_MIN_INTERVAL = 1.0
 
 db = database_sync_to_async
 
@@ -209,7 +211,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def on_heartbeat(self, content: dict[str, Any]) -> None:
-        """Presence, and an absolute status back; `keep: true` ("still here") is activity."""
+        """Presence, and an absolute status back; `keep: true` ("still here") is activity.
+
+        Each costs a script and a few reads, so a socket gets at most one a second answered
+        (pages send one every 15 s; anything faster is a flood, dropped silently)."""
+        now = time.monotonic()
+        if now - getattr(self, "last_heartbeat", 0.0) < HEARTBEAT_MIN_INTERVAL:
+            return
+        self.last_heartbeat = now
         await self._touch("activity" if content.get("keep") is True else "presence")
         await self._send_status()
 

@@ -62,7 +62,6 @@ def main() -> int:
                     f"tcp:port={PORT}:interface={HOST}:backlog=2048",
                     "--websocket-max-message-size",
                     "65536",
-                    "--proxy-headers",
                     "config.asgi:application",
                 ],
                 env=env,

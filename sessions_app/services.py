@@ -191,10 +191,12 @@ def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -
                 created_at=now,
                 activated_at=now if result.state == "active" else None,
             )
-        elif not ChatSession.objects.filter(id=result.session_id).exists():
-            # Redis knows a session the record lost (a restored database): record it now.
-            ChatSession.objects.create(
-                id=result.session_id, user=user, state=result.state, ticket=result.ticket
+        else:
+            # Normally recorded already; get_or_create covers a record lost (a restored
+            # database) and two first opens racing from two tabs or processes.
+            ChatSession.objects.get_or_create(
+                id=result.session_id,
+                defaults={"user": user, "state": result.state, "ticket": result.ticket},
             )
         _record_changes(
             promoted=result.promoted,

@@ -18,7 +18,9 @@ local NOW = read_now(ARGV[2])
 
 -- A session hash outlives its indexes only by accident (a crash between commands cannot
 -- happen inside a script, but a manual DEL of an index can); this TTL bounds any leftover.
-local SESSION_TTL = 2 * 24 * 3600
+-- It must outlast the longest idle timeout staff may set (7 days, conf.LIMIT_BOUNDS) plus the
+-- grace, or an untouched API session would lose its hash while still holding a seat.
+local SESSION_TTL = 9 * 24 * 3600
 -- How much one sweep may do, so that no script blocks Redis for long; the sweeper loops.
 local SWEEP_BATCH = 200
 

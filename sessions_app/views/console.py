@@ -35,6 +35,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from sessions_app import charts, conf, metrics, selectors, services
 from sessions_app.admission import GateUnavailable, get_manager
+from sessions_app.forms import CloseForm
 from sessions_app.models import AuditEvent, ChatSession, GateSettings
 
 # The queue can hold thousands; the console shows its head (the count says how many more).
@@ -311,16 +312,6 @@ def _session_details(session: ChatSession, live: str) -> list[tuple[str, Any]]:
     ]
 
 
-class CloseForm(forms.Form):
-    note = forms.CharField(
-        label=gettext_lazy("Reason shown to the person"),
-        max_length=300,
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text=gettext_lazy("For example: “The service restarts for maintenance.”"),
-    )
-
-
 @staff_view(steer=True)
 @require_http_methods(["GET", "POST"])
 def session_close(request: HttpRequest, session_id: Any, *, remove: bool = False) -> HttpResponse:
@@ -330,14 +321,23 @@ def session_close(request: HttpRequest, session_id: Any, *, remove: bool = False
     form = CloseForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         note = form.cleaned_data["note"].strip()
+        who = session.user.get_username()
+        # "Remove" acts only on someone still queued (checked and done in one script), so a
+        # person promoted since the confirmation page was shown is not closed by mistake.
         result = services.session_close(
             session_id=str(session.pk),
             reason=ChatSession.Reason.ADMIN,
             actor=request.user,
             note=note,
+            only_if_state="queued" if remove else "",
         )
-        who = session.user.get_username()
-        if not result.closed:
+        if result.refused_state == "active":
+            messages.warning(
+                request,
+                _("%(who)s was promoted meanwhile and is chatting now; nothing was changed.")
+                % {"who": who},
+            )
+        elif not result.closed:
             messages.warning(request, _("%(who)s's session was no longer live.") % {"who": who})
         elif result.previous_state == "queued":
             messages.success(request, _("%(who)s was removed from the queue.") % {"who": who})
