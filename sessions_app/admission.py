@@ -23,7 +23,7 @@ Rules chosen here, where DESIGN.md leaves the choice to us:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -181,9 +181,17 @@ def redis_errors() -> Iterator[None]:
 class AdmissionManager:
     """Runs the transitions. `now` arguments exist for tests only; production uses Redis TIME."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        config_loader: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
+        # Where the live limits come from when Redis has none (GateSettings in the app; see
+        # apps.py): the settings' defaults otherwise.
+        self.config_loader = config_loader or default_limits
         self._scripts: dict[str, Script] = {}
         library = (LUA_DIR / "_lib.lua").read_text()
         for name in SCRIPT_NAMES:
@@ -210,6 +218,14 @@ class AdmissionManager:
     def _run(self, name: str, *args: Any, now: float | None = None) -> Any:
         argv = [self.keys.tagged, "" if now is None else repr(float(now)), *args]
         with redis_errors():
+            try:
+                return _decode(self._scripts[name](keys=self._script_keys, args=argv))
+            except redis.exceptions.ResponseError as exc:
+                if not str(exc).startswith("NOCONFIG"):
+                    raise
+            # Redis lost the live limits (a restart): put the configured ones back, then run
+            # the transition under them. Two processes may both do this; the values are equal.
+            self.set_limits(self.config_loader())
             return _decode(self._scripts[name](keys=self._script_keys, args=argv))
 
     # --- sessions ---------------------------------------------------------------------------
@@ -412,6 +428,24 @@ class AdmissionManager:
             return bool(self.client.ping())
 
 
+def default_limits() -> dict[str, int]:
+    """The first values of the live limits, from settings (no database needed)."""
+    from sessions_app import conf
+
+    return {
+        "max_active_sessions": int(conf.get("MAX_ACTIVE_SESSIONS")),
+        "max_concurrent_queries": int(conf.get("MAX_CONCURRENT_QUERIES")),
+        "idle_timeout_seconds": int(conf.get("IDLE_TIMEOUT_SECONDS")),
+        "disconnect_grace_seconds": int(conf.get("DISCONNECT_GRACE_SECONDS")),
+        "query_wait_timeout_seconds": int(conf.get("QUERY_WAIT_TIMEOUT_SECONDS")),
+        "lease_ttl_seconds": int(conf.get("LEASE_TTL_SECONDS")),
+        "priority_lead": int(conf.get("PRIORITY_LEAD")),
+        "admissions_paused": 0,
+    }
+
+
+# Set by apps.py to read the recorded GateSettings (this module stays free of the ORM).
+config_loader: Callable[[], dict[str, int]] = default_limits
 _manager: AdmissionManager | None = None
 
 
@@ -430,7 +464,9 @@ def get_manager() -> AdmissionManager:
             health_check_interval=30,
         )
         client = redis.Redis(connection_pool=pool)
-        _manager = AdmissionManager(client, RedisKeys(settings.CHATGATE_REDIS_PREFIX))
+        _manager = AdmissionManager(
+            client, RedisKeys(settings.CHATGATE_REDIS_PREFIX), config_loader=config_loader
+        )
     return _manager
 
 

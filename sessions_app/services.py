@@ -331,6 +331,17 @@ def limits_set(*, actor: Any, **changes: Any) -> GateSettings:
     return gate
 
 
+def limits_recorded() -> dict[str, int]:
+    """The limits as the record holds them (read when Redis has lost its copy)."""
+    try:
+        return GateSettings.load().limits()
+    except Exception:  # no database at hand (or an async context): the settings' defaults
+        logger.warning("could not read GateSettings; using default limits", exc_info=True)
+        from sessions_app.admission import default_limits
+
+        return default_limits()
+
+
 def limits_sync_from_record() -> GateSettings:
     """At start-up (and after a Redis restart): push the recorded limits into Redis."""
     gate = GateSettings.load()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sessions_app.admission import AdmissionManager
+from sessions_app.redis_keys import RedisKeys
 
 T0 = 1_000_000.0
 
@@ -274,3 +275,19 @@ def test_close_only_if_queued_refuses_someone_already_promoted(manager):
     assert manager.session_info(b).state == "active"
     gone = manager.close(a, reason="admin", only_if_state="queued", now=T0 + 3)
     assert gone.refused_state == "none"
+
+
+def test_without_limits_in_redis_the_recorded_ones_are_put_back_first(redis_client):
+    """After a restart Redis has no limits; nobody may be admitted under fallback values."""
+    asked = []
+
+    def recorded() -> dict[str, int]:
+        asked.append(True)
+        return {"max_active_sessions": 1, "admissions_paused": 0}
+
+    manager = AdmissionManager(redis_client, RedisKeys("t-noconfig"), config_loader=recorded)
+    for key in redis_client.scan_iter(match=manager.keys.all_pattern()):
+        redis_client.delete(key)
+    assert manager.open("first", now=T0).state == "active"
+    assert manager.open("second", now=T0).state == "queued"  # limit 1, not the default 20
+    assert asked == [True]

@@ -41,9 +41,19 @@ def test_the_gate_fails_closed_and_recovers_when_redis_returns(own_redis, client
 
     own_redis["process"], _ = start_server(own_redis["port"])  # back, empty
     assert client.get("/healthz").status_code == 200
-    # Scripts are loaded again on first use (NOSCRIPT fallback); limits are pushed again.
-    services.limits_sync_from_record()
-    assert get_manager().config()["max_active_sessions"] == 1
+    # Nothing is re-pushed by hand: the first transition finds the limits missing, puts the
+    # recorded ones back (not the defaults: the limit is 1 here) and runs under them.
     reopened = services.session_open(user=second)
     assert reopened.state == "active"
+    assert get_manager().config()["max_active_sessions"] == 1
     assert services.session_open(user=first).state == "queued"
+
+
+def test_a_paused_gate_stays_paused_after_redis_loses_its_data(own_redis):
+    gate = GateSettings.load()
+    gate.admissions_paused = True
+    gate.save()
+    services.limits_sync_from_record()
+    get_manager().client.flushdb()  # data loss
+    person = User.objects.create_user("late", password="x")
+    assert services.session_open(user=person).state == "queued"

@@ -41,6 +41,11 @@ local function load_config()
   return c
 end
 local CFG = load_config()
+-- Without the config hash (Redis restarted or lost its data) the scripts that admit refuse
+-- with NOCONFIG instead of admitting under fallback limits (which would, e.g., reopen a
+-- paused gate); admission.py pushes the recorded limits and runs the script again.
+local CONFIGURED = redis.call('EXISTS', K_CONFIG) == 1
+local NOCONFIG = 'NOCONFIG the live limits are not in Redis'
 
 local function stat(name, amount)
   redis.call('HINCRBY', K_STATS, name, amount or 1)

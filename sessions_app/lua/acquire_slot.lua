@@ -7,6 +7,7 @@
 -- ARGV[3] session id  ARGV[4] waiter id ("<session id>:<n>")  ARGV[5] lease id if granted
 -- returns {"granted", lease id, deadline} | {"wait", place among eligible waiting queries,
 --          blocked by own session (0|1)} | {"not_active"}
+if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local sid, waiter, lease = ARGV[3], ARGV[4], ARGV[5]
 reclaim_slots()
 

@@ -5,6 +5,7 @@
 --         are one step, so staff removing someone from the line never closes a person who was
 --         promoted a moment before
 -- returns {previous state or "", promoted{}, expired{}, abandoned{}, refused state or ""}
+if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local id, reason, only_if = ARGV[3], ARGV[4], ARGV[5]
 if only_if ~= '' then
   local state = redis.call('HGET', sess_key(id), 'state')

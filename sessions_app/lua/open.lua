@@ -5,6 +5,7 @@
 -- ARGV[6] via ("page" marks presence from a page, "api" presence from a poll)
 -- returns {session_id, state, position, created(0|1), promoted{}, expired{}, abandoned{},
 --          ticket}
+if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local user, lane, new_id, via = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local expired, abandoned = sweep_due()

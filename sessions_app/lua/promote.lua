@@ -4,6 +4,7 @@
 -- KEYS: see _lib.lua
 -- ARGV[3] session id  ARGV[4] how ("admit"|"front")
 -- returns {outcome ("admitted"|"front"|"not_queued"), over_limit(0|1)}
+if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local id, how = ARGV[3], ARGV[4]
 if end_if_due(id) then return {'not_queued', 0} end
 if redis.call('HGET', sess_key(id), 'state') ~= 'queued' then return {'not_queued', 0} end

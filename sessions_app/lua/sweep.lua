@@ -2,6 +2,7 @@
 -- promotes. Bounded per call (SWEEP_BATCH); the sweeper calls it again while work remains.
 -- KEYS: see _lib.lua
 -- returns {expired{}, abandoned{}, promoted{}, reclaimed leases}
+if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local expired, abandoned, reclaimed = sweep_due()
 local promoted = promote_heads()
 return {expired, abandoned, promoted, reclaimed}

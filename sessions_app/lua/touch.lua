@@ -4,6 +4,7 @@
 -- KEYS: see _lib.lua
 -- ARGV[3] session id  ARGV[4] kind ("presence"|"poll"|"activity")
 -- returns {state ("queued"|"active"|"none"|"expired"|"abandoned"), position, promoted{}}
+if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local id, kind = ARGV[3], ARGV[4]
 local key = sess_key(id)
 
