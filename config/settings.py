@@ -7,6 +7,7 @@ environment and the security headers are strict.
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -120,9 +121,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file (not :memory:) so that servers the tests start in other processes can share it;
     # the pid keeps two test runs on one machine apart.
+    # In the temp dir: SQLite leaves its -wal/-shm files behind after the test run.
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get(
-            "CHATGATE_TEST_DB", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")
+            "CHATGATE_TEST_DB",
+            str(Path(tempfile.gettempdir()) / f"chatgate-test-{os.getpid()}.sqlite3"),
         )
     }
 

@@ -48,6 +48,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from sessions_app import notifications
+
+    notifications.flush()  # notices still on their way, while their Redis is still up
     if _server is not None:
         from sessions_app.devredis import stop_server
 
