@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +99,7 @@ def lane_for(user: Any) -> str:
 
 def _record_changes(
     *,
-    promoted: list[str] = (),  # type: ignore[assignment]
+    promoted: Sequence[str] = (),
     closed: dict[str, str] | None = None,
     note: str = "",
     queue_moved: bool = False,
@@ -352,14 +352,12 @@ def limits_sync_from_record() -> GateSettings:
 # --- generation slots --------------------------------------------------------------------------
 
 
-def _query_wait_limit() -> float:
-    live = get_manager().config().get("query_wait_timeout_seconds")
-    return float(live or conf.get("QUERY_WAIT_TIMEOUT_SECONDS"))
-
-
-def _lease_ttl() -> float:
-    live = get_manager().config().get("lease_ttl_seconds")
-    return float(live or conf.get("LEASE_TTL_SECONDS"))
+def _slot_timings() -> tuple[float, float]:
+    """(query wait limit, lease TTL) in seconds, from one read of the live limits."""
+    live = get_manager().config()
+    wait = live.get("query_wait_timeout_seconds") or conf.get("QUERY_WAIT_TIMEOUT_SECONDS")
+    ttl = live.get("lease_ttl_seconds") or conf.get("LEASE_TTL_SECONDS")
+    return float(wait), float(ttl)
 
 
 @asynccontextmanager
@@ -383,8 +381,8 @@ async def generation_slot(
     # Chosen before asking, so that a grant made while this task is being cancelled can still
     # be released by its id (else the slot would be held for a whole lease TTL).
     lease_id = uuid.uuid4().hex
-    limit = timeout if timeout is not None else await asyncio.to_thread(_query_wait_limit)
-    ttl = await asyncio.to_thread(_lease_ttl)
+    wait_limit, ttl = await asyncio.to_thread(_slot_timings)
+    limit = timeout if timeout is not None else wait_limit
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + limit
     last_place = -1
@@ -762,7 +760,8 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
         closed = dict.fromkeys(still_lost + dangling + orphaned, ChatSession.Reason.LOST.value)
         _record_changes(promoted=promoted, closed=closed)
     if limits_restored:
-        # After a Redis loss the live limits are gone (the scripts fall back to defaults).
+        # After a Redis loss the live limits are gone (the admitting scripts refuse until
+        # they are back): put the recorded ones back even if nothing above ran a script.
         promoted += limits_push(GateSettings.load())
     if still_lost or recorded or corrected or dangling or orphaned or limits_restored:
         logger.warning(
