@@ -37,6 +37,7 @@ lint: install
 
 typecheck: install
 	CHATGATE_TESTING=1 $(BIN)/mypy config sessions_app
+	DEBUG=1 CHATGATE_TESTING=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 pytest: install browser-deps
 	CHATGATE_TESTING=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -33,8 +33,8 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from sessions_app import services  # noqa: E402
-from sessions_app.admission import get_manager  # noqa: E402
+from sessions_app.gate import services  # noqa: E402
+from sessions_app.gate.admission import get_manager  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

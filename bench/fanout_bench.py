@@ -58,8 +58,9 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from sessions_app import notifications, services  # noqa: E402
-from sessions_app.admission import get_manager  # noqa: E402
+from sessions_app import notifications  # noqa: E402
+from sessions_app.gate import services  # noqa: E402
+from sessions_app.gate.admission import get_manager  # noqa: E402
 
 
 def free_port() -> int:

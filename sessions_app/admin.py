@@ -24,8 +24,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from sessions_app import services
 from sessions_app.forms import CloseForm
+from sessions_app.gate import services
 from sessions_app.models import ApiToken, AuditEvent, ChatMessage, ChatSession, GateSettings
 
 admin.site.site_header = gettext_lazy("chatgate administration")

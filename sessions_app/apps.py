@@ -1,4 +1,8 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import transaction
+from django.db.models.signals import post_save
 
 
 class SessionsAppConfig(AppConfig):
@@ -7,7 +11,17 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sessions_app import admission, services
+        from sessions_app.gate import admission, services
+        from sessions_app.models import GateSettings
 
         # After Redis loses its data, scripts refuse until the recorded limits are back.
         admission.config_loader = services.limits_recorded
+
+        # Saved limits (admin, console, command) reach Redis once the row is committed. Wired
+        # here so that the model never imports a use-case.
+        def push_saved_limits(sender: Any, instance: GateSettings, **kwargs: Any) -> None:
+            transaction.on_commit(lambda: services.limits_push(instance))
+
+        post_save.connect(
+            push_saved_limits, sender=GateSettings, weak=False, dispatch_uid="limits_push"
+        )

@@ -41,8 +41,9 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from sessions_app import eta, notifications, selectors, services
-from sessions_app.admission import GateUnavailable, get_manager
+from sessions_app import notifications
+from sessions_app.gate import eta, selectors, services
+from sessions_app.gate.admission import GateUnavailable, get_manager
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,12 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from sessions_app import conf
-from sessions_app.admission import CLOSE_REASONS, AdmissionManager, GateUnavailable, get_manager
+from sessions_app.gate.admission import (
+    CLOSE_REASONS,
+    AdmissionManager,
+    GateUnavailable,
+    get_manager,
+)
 
 logger = logging.getLogger(__name__)
 

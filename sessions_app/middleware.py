@@ -17,7 +17,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from sessions_app import metrics
-from sessions_app.admission import get_manager
+from sessions_app.gate.admission import get_manager
 
 logger = logging.getLogger(__name__)
 

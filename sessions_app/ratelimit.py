@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sessions_app.admission import get_manager, redis_errors
+from sessions_app.gate.admission import get_manager, redis_errors
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from sessions_app.console_live import ConsoleConsumer
-from sessions_app.consumers import ChatConsumer
+from sessions_app.console.live import ConsoleConsumer
+from sessions_app.consumers.chat import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

@@ -2,7 +2,8 @@
 
 from django.urls import include, path
 
-from sessions_app.views import chat, console, health, metrics
+from sessions_app.console import views as console
+from sessions_app.views import chat, health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

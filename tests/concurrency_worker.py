@@ -27,8 +27,8 @@ django.setup()
 
 import httpx  # noqa: E402
 
-from sessions_app import services  # noqa: E402
-from sessions_app.admission import get_manager  # noqa: E402
+from sessions_app.chat import generation  # noqa: E402
+from sessions_app.gate.admission import get_manager  # noqa: E402
 
 
 def open_many(first: int, count: int) -> dict[str, object]:
@@ -50,7 +50,7 @@ async def query_all(backend: str, per_session: int, session_ids: list[str]) -> d
     async with httpx.AsyncClient(timeout=60) as client:
 
         async def one(session_id: str, n: int) -> int:
-            async with services.generation_slot(session_id=session_id, timeout=120):
+            async with generation.generation_slot(session_id=session_id, timeout=120):
                 response = await client.get(backend, headers={"X-Session": session_id})
                 return response.status_code
 
@@ -62,7 +62,7 @@ async def query_all(backend: str, per_session: int, session_ids: list[str]) -> d
 
 async def hold(session_ids: list[str]) -> None:
     async def one(session_id: str) -> None:
-        async with services.generation_slot(session_id=session_id, timeout=10):
+        async with generation.generation_slot(session_id=session_id, timeout=10):
             print(json.dumps({"held": session_id}), flush=True)
             await asyncio.sleep(3600)
 

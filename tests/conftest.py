@@ -17,9 +17,9 @@ import pytest
 import redis
 from channels.layers import channel_layers
 
-from sessions_app import admission, services
-from sessions_app.admission import AdmissionManager
-from sessions_app.redis_keys import RedisKeys
+from sessions_app.gate import admission, services
+from sessions_app.gate.admission import AdmissionManager
+from sessions_app.gate.keys import RedisKeys
 from tests.live import (  # noqa: F401  (shared fixtures)
     browser,
     chromium_path,

@@ -11,8 +11,8 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from sessions_app import services
-from sessions_app.admission import get_manager
+from sessions_app.gate import services
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings, hash_token
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sessions_app.admission import AdmissionManager
-from sessions_app.redis_keys import RedisKeys
+from sessions_app.gate.admission import AdmissionManager
+from sessions_app.gate.keys import RedisKeys
 
 T0 = 1_000_000.0
 

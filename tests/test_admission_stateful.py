@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from sessions_app.admission import AdmissionManager
-from sessions_app.redis_keys import RedisKeys
+from sessions_app.gate.admission import AdmissionManager
+from sessions_app.gate.keys import RedisKeys
 
 USERS = [f"p{i}" for i in range(8)]
 T0 = 5_000_000.0

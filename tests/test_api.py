@@ -15,8 +15,8 @@ from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
 from django.utils import timezone
 
-from sessions_app import admission
-from sessions_app.admission import get_manager
+from sessions_app.gate import admission
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import ApiToken, ChatSession
 
 pytestmark = pytest.mark.django_db
@@ -385,7 +385,7 @@ def test_an_unexpected_failure_is_a_json_500_not_an_html_page(service, monkeypat
     def broken() -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sessions_app.selectors.gate_snapshot", broken)
+    monkeypatch.setattr("sessions_app.gate.selectors.gate_snapshot", broken)
     response = service.get("/session/status")
     assert response.status_code == 500
     assert error_of(response) == {

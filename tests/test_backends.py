@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sessions_app.backends import BackendError, ChatBackend, ChatTurn, StreamEnd, get_backend
-from sessions_app.backends.echo import EchoBackend, echo_reply
-from sessions_app.backends.openai import OpenAIBackend
+from sessions_app.chat.backends import BackendError, ChatBackend, ChatTurn, StreamEnd, get_backend
+from sessions_app.chat.backends.echo import EchoBackend, echo_reply
+from sessions_app.chat.backends.openai import OpenAIBackend
 
 
 class FakeModelServer(ThreadingHTTPServer):

@@ -18,8 +18,8 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from websockets.sync.client import ClientConnection, connect
 
-from sessions_app import services
-from sessions_app.admission import get_manager
+from sessions_app.gate import services
+from sessions_app.gate.admission import get_manager
 from tests.live import DaphneServer, start_daphne
 
 pytestmark = [

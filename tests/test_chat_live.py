@@ -15,8 +15,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sessions_app import services
-from sessions_app.admission import get_manager
+from sessions_app.gate import services
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatMessage
 from tests.live import DaphneServer, start_daphne
 

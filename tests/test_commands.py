@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from sessions_app import admission, services
-from sessions_app.admission import get_manager
+from sessions_app.gate import admission, services
+from sessions_app.gate.admission import get_manager
 from sessions_app.management.commands.queue_status import CLEAR
 from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings, hash_token
 from tests.live import ROOT, server_env

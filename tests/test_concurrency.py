@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions_app.admission import AdmissionManager, get_manager
+from sessions_app.gate.admission import AdmissionManager, get_manager
 from tests.live import server_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from sessions_app import services
-from sessions_app.admission import get_manager
+from sessions_app.gate import services
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import AuditEvent, ChatSession, GateSettings
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -316,7 +316,8 @@ def test_console_page_in_korean(staff_client: Client) -> None:
 def test_charts_draw_what_redis_holds() -> None:
     import time
 
-    from sessions_app import charts, metrics
+    from sessions_app import metrics
+    from sessions_app.console import charts
 
     now = time.time()
     metrics.request_record(group="api", status=200, seconds=0.02, now=now - 120)
@@ -336,7 +337,7 @@ def test_charts_draw_what_redis_holds() -> None:
 
 
 def test_console_says_redis_is_unreachable_with_503(staff_client: Client, settings: Any) -> None:
-    from sessions_app import admission
+    from sessions_app.gate import admission
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     admission.reset_manager()

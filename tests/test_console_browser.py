@@ -16,7 +16,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import translation
 
-from sessions_app import services
+from sessions_app.gate import services
 from sessions_app.models import AuditEvent, ChatSession
 from tests.live import DaphneServer
 

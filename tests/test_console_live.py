@@ -18,8 +18,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
 from config.asgi import application
-from sessions_app import services
-from sessions_app.console_live import MIN_INTERVAL_SECONDS, ConsoleConsumer
+from sessions_app.console.live import MIN_INTERVAL_SECONDS, ConsoleConsumer
+from sessions_app.gate import services
 from sessions_app.models import GateSettings
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]

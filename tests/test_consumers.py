@@ -17,8 +17,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.urls import path
 
 from sessions_app import fanout, notifications
-from sessions_app.admission import get_manager
-from sessions_app.consumers import ChatConsumer
+from sessions_app.consumers.chat import ChatConsumer
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatMessage
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]

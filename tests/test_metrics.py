@@ -11,8 +11,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from sessions_app import metrics, services
-from sessions_app.admission import get_manager
+from sessions_app import metrics
+from sessions_app.chat import messages
+from sessions_app.gate import services
+from sessions_app.gate.admission import get_manager
 from tests.live import DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -159,7 +161,7 @@ def test_metrics_ip_allow_list_takes_networks(settings: Any) -> None:
 
 
 def test_metrics_say_redis_down_instead_of_failing(settings: Any) -> None:
-    from sessions_app import admission
+    from sessions_app.gate import admission
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     admission.reset_manager()
@@ -195,18 +197,18 @@ def test_chat_services_feed_the_chat_counters_and_generation_histogram() -> None
     from sessions_app.models import ChatMessage
 
     sid = open_for("alice")
-    question = services.chat_message_add(session_id=sid, content="hello")
-    answer = services.chat_answer_start(session_id=sid)
-    services.chat_answer_finish(
+    question = messages.chat_message_add(session_id=sid, content="hello")
+    answer = messages.chat_answer_start(session_id=sid)
+    messages.chat_answer_finish(
         question_id=question.pk,
         answer_id=answer.pk,
         content="hi",
         status=ChatMessage.Status.DONE,
         latency_ms=1500,
     )
-    failed = services.chat_message_add(session_id=sid, content="again")
-    answer = services.chat_answer_start(session_id=sid)
-    services.chat_answer_finish(
+    failed = messages.chat_message_add(session_id=sid, content="again")
+    answer = messages.chat_answer_start(session_id=sid)
+    messages.chat_answer_finish(
         question_id=failed.pk,
         answer_id=answer.pk,
         content="",

@@ -1,4 +1,4 @@
-"""`reconcile_sessions` / services.sessions_reconcile after Redis keys are deleted by hand."""
+"""`reconcile_sessions` / reconcile.sessions_reconcile after Redis keys are deleted by hand."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from sessions_app import admission, services
-from sessions_app.admission import get_manager
+from sessions_app.gate import admission, services
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatSession, GateSettings
 
 pytestmark = pytest.mark.django_db

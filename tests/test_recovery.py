@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from sessions_app import admission, services
-from sessions_app.admission import GateUnavailable, get_manager
 from sessions_app.devredis import free_port, start_server, stop_server
+from sessions_app.gate import admission, services
+from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.models import GateSettings
 
 pytestmark = pytest.mark.django_db

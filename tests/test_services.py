@@ -12,8 +12,10 @@ from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from sessions_app import admission, notifications, services
-from sessions_app.admission import GateUnavailable, get_manager
+from sessions_app import notifications
+from sessions_app.chat import generation
+from sessions_app.gate import admission, services
+from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.models import AuditEvent, ChatSession, GateSettings
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +145,7 @@ def test_raising_the_limit_promotes_and_records_it(django_capture_on_commit_call
 def test_invalid_limits_are_refused_and_change_nothing(changes, django_capture_on_commit_callbacks):
     GateSettings.load()
     with django_capture_on_commit_callbacks(execute=True):
-        GateSettings.load().push_to_redis()
+        services.limits_push(GateSettings.load())
     before = get_manager().config()
     with pytest.raises((ValidationError, TypeError)):
         services.limits_set(actor=None, **changes)
@@ -230,7 +232,7 @@ def test_generation_slot_refuses_a_queued_session():
     queued = services.session_open(user=second)
 
     async def attempt() -> None:
-        async with services.generation_slot(session_id=queued.session_id, timeout=1):
+        async with generation.generation_slot(session_id=queued.session_id, timeout=1):
             pass
 
     with pytest.raises(services.NotActive):
@@ -245,13 +247,13 @@ def test_generation_slot_times_out_when_no_slot_frees_and_leaves_no_waiter():
     places: list[int] = []
 
     async def scenario() -> None:
-        async with services.generation_slot(session_id=a, timeout=1):
+        async with generation.generation_slot(session_id=a, timeout=1):
 
             async def on_wait(place: int) -> None:
                 places.append(place)
 
-            with pytest.raises(services.CapacityTimeout):
-                async with services.generation_slot(session_id=b, on_wait=on_wait, timeout=0.3):
+            with pytest.raises(generation.CapacityTimeout):
+                async with generation.generation_slot(session_id=b, on_wait=on_wait, timeout=0.3):
                     pass
 
     asyncio.run(scenario())
@@ -270,7 +272,7 @@ def test_a_cancelled_generation_gives_its_slot_back_at_once():
     entered = asyncio.Event()
 
     async def generate() -> None:
-        async with services.generation_slot(session_id=sid, timeout=1):
+        async with generation.generation_slot(session_id=sid, timeout=1):
             entered.set()
             await asyncio.sleep(60)
 
@@ -297,8 +299,8 @@ def test_a_lost_lease_stops_the_generation_at_once():
 
     async def scenario() -> None:
         nonlocal reached_the_end
-        with pytest.raises(services.SlotLost):
-            async with services.generation_slot(session_id=sid, timeout=1) as lease:
+        with pytest.raises(generation.SlotLost):
+            async with generation.generation_slot(session_id=sid, timeout=1) as lease:
                 manager.client.zrem(manager.keys.slots, lease)  # Redis lost it
                 await asyncio.sleep(60)  # still "generating"
                 reached_the_end = True
@@ -326,5 +328,5 @@ def test_a_generation_cancelled_while_its_grant_is_in_flight_leaves_no_lease():
 
 
 async def _enter_slot(sid: str) -> None:
-    async with services.generation_slot(session_id=sid, timeout=1):
+    async with generation.generation_slot(session_id=sid, timeout=1):
         await asyncio.sleep(60)

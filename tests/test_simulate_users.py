@@ -15,8 +15,8 @@ from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from sessions_app import services
-from sessions_app.admission import get_manager
+from sessions_app.gate import services
+from sessions_app.gate.admission import get_manager
 from sessions_app.management.commands.simulate_users import Command, percentile
 from sessions_app.models import ApiToken, ChatMessage, ChatSession
 

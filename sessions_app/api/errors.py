@@ -14,7 +14,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from sessions_app.admission import GateUnavailable
+from sessions_app.gate.admission import GateUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
-from sessions_app import conf, eta, selectors, services
+from sessions_app import conf
 from sessions_app.api.auth import authenticate, subject_for
 from sessions_app.api.errors import ApiError, bad_request, forbidden, json_view, not_found
 from sessions_app.api.schema import openapi_document
+from sessions_app.gate import eta, selectors, services
 from sessions_app.models import ChatSession
 from sessions_app.ratelimit import rate_check
 

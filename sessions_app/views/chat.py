@@ -21,8 +21,9 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from sessions_app import fanout, selectors, services
-from sessions_app.admission import GateUnavailable
+from sessions_app import fanout
+from sessions_app.gate import selectors, services
+from sessions_app.gate.admission import GateUnavailable
 from sessions_app.models import ChatSession, GateSettings
 
 # Retry-After for the fallback while Redis is unreachable.

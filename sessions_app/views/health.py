@@ -5,7 +5,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from sessions_app.admission import GateUnavailable, get_manager
+from sessions_app.gate.admission import GateUnavailable, get_manager
 
 
 @never_cache

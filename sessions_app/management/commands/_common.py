@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 from django.core.management.base import CommandError, CommandParser
 
-from sessions_app.admission import GateUnavailable
-from sessions_app.selectors import SessionNotFound
+from sessions_app.gate.admission import GateUnavailable
+from sessions_app.gate.selectors import SessionNotFound
 
 
 def operator_label(command: str) -> str:

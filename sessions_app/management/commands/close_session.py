@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sessions_app import selectors, services
+from sessions_app.gate import selectors, services
 from sessions_app.management.commands._common import (
     add_session_arguments,
     gate_errors,

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app import services
+from sessions_app.api import tokens
 from sessions_app.management.commands._common import operator_label
 from sessions_app.models import ApiToken
 
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                     "No superuser to own the token: pass --owner USERNAME, or run "
                     "`manage.py ensure_admin` first."
                 )
-        row, raw = services.api_token_issue(
+        row, raw = tokens.api_token_issue(
             name=name,
             owner=owner,
             can_act_for_users=options["act_for_users"],

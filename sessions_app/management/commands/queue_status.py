@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app import selectors
-from sessions_app.admission import GateUnavailable
-from sessions_app.selectors import GateOverview
+from sessions_app.gate import selectors
+from sessions_app.gate.admission import GateUnavailable
+from sessions_app.gate.selectors import GateOverview
 
 # Home the cursor and clear the screen: a redraw in place, like `watch`.
 CLEAR = "\x1b[H\x1b[2J"

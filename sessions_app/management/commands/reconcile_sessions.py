@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sessions_app import services
+from sessions_app.gate import reconcile
 from sessions_app.management.commands._common import gate_errors
 
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         with gate_errors():
-            result = services.sessions_reconcile(dry_run=options["dry_run"])
+            result = reconcile.sessions_reconcile(dry_run=options["dry_run"])
         verb = "would" if result.dry_run else "did"
         rows = [
             ("closed as lost (record live, Redis lost)", result.lost),

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app import services
-from sessions_app.admission import GateUnavailable
+from sessions_app.gate import services
+from sessions_app.gate.admission import GateUnavailable
 from sessions_app.management.commands._common import operator_label
 
 OPTIONS = {

@@ -43,7 +43,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from sessions_app import services
+from sessions_app.api import tokens
 from sessions_app.management.commands._common import operator_label
 
 MAX_PEOPLE = 2000
@@ -409,7 +409,7 @@ class Command(BaseCommand):
             if options["chat"]:
                 self._log_out(people)
             if temporary_id is not None:
-                services.api_token_revoke(
+                tokens.api_token_revoke(
                     token_id=temporary_id, actor=operator_label("simulate_users")
                 )
         elapsed = time.monotonic() - rehearsal.started
@@ -460,7 +460,7 @@ class Command(BaseCommand):
         if _created:
             owner.set_unusable_password()
             owner.save(update_fields=["password"])
-        row, raw = services.api_token_issue(
+        row, raw = tokens.api_token_issue(
             name=f"simulate_users {uuid.uuid4().hex[:8]}",
             owner=owner,
             can_act_for_users=True,

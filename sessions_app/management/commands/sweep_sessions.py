@@ -5,8 +5,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app import conf, metrics, services
-from sessions_app.admission import GateUnavailable, get_manager
+from sessions_app import conf, metrics
+from sessions_app.gate import services
+from sessions_app.gate.admission import GateUnavailable, get_manager
 
 GAUGE_SAMPLE_SECONDS = 15.0
 

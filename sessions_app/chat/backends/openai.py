@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from sessions_app.backends.base import BackendError, ChatBackend, ChatTurn, StreamEnd
+from sessions_app.chat.backends.base import BackendError, ChatBackend, ChatTurn, StreamEnd
 
 
 class OpenAIBackend(ChatBackend):

@@ -12,8 +12,9 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from sessions_app import conf, eta
-from sessions_app.admission import get_manager
+from sessions_app import conf
+from sessions_app.gate import eta
+from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatSession, GateSettings
 
 # A page heartbeats presence every PRESENCE_HEARTBEAT_SECONDS; missing two means not connected.
@@ -117,7 +118,7 @@ def session_status(session_id: str | None) -> SessionStatus:
 
 
 def session_status_for_user(user: Any) -> SessionStatus:
-    from sessions_app.services import redis_user_key
+    from sessions_app.gate.services import redis_user_key
 
     session_id = get_manager().session_of_user(redis_user_key(user))
     if session_id is None:
@@ -285,7 +286,7 @@ def session_ref_resolve(ref: str) -> SessionRef:
         if session_id is not None:
             raise SessionNotFound(f"Session {session_id} is not live (closed or unknown).")
         raise SessionNotFound(f"No user named {ref!r}.")
-    from sessions_app.services import redis_user_key
+    from sessions_app.gate.services import redis_user_key
 
     live = manager.session_of_user(redis_user_key(user))
     info = manager.session_info(live) if live else None

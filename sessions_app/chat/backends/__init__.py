@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessions_app import conf
-from sessions_app.backends.base import BackendError, ChatBackend, ChatTurn, StreamEnd
+from sessions_app.chat.backends.base import BackendError, ChatBackend, ChatTurn, StreamEnd
 
 __all__ = ["BackendError", "ChatBackend", "ChatTurn", "StreamEnd", "get_backend"]
 
@@ -12,11 +12,11 @@ def get_backend(name: str | None = None) -> ChatBackend:
     """The backend named by CHAT_BACKEND ("echo" or "openai"), with its settings."""
     name = name or str(conf.get("CHAT_BACKEND"))
     if name == "echo":
-        from sessions_app.backends.echo import EchoBackend
+        from sessions_app.chat.backends.echo import EchoBackend
 
         return EchoBackend(token_delay=float(conf.get("ECHO_TOKEN_DELAY_SECONDS")))
     if name == "openai":
-        from sessions_app.backends.openai import OpenAIBackend
+        from sessions_app.chat.backends.openai import OpenAIBackend
 
         return OpenAIBackend(
             base_url=str(conf.get("OPENAI_BASE_URL")),

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
 
-from sessions_app.admission import GateUnavailable
+from sessions_app.gate.admission import GateUnavailable
 from sessions_app.notifications import CONSOLE_GROUP
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _render(self, with_charts: bool) -> dict[str, str]:
-        from sessions_app.views.console import render_fragments
+        from sessions_app.console.views import render_fragments
 
         with translation.override(self._language):
             return render_fragments(user=self.scope["user"], with_charts=with_charts)

@@ -33,7 +33,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from sessions_app.redis_keys import RedisKeys
+from sessions_app.gate.keys import RedisKeys
 
 LUA_DIR = Path(__file__).with_name("lua")
 SCRIPT_NAMES = (

@@ -24,10 +24,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from sessions_app import conf, notifications, selectors, services
-from sessions_app.admission import GateUnavailable
-from sessions_app.backends import BackendError, ChatTurn, StreamEnd, get_backend
+from sessions_app import conf, notifications
+from sessions_app.chat import generation, messages
+from sessions_app.chat.backends import BackendError, ChatTurn, StreamEnd, get_backend
 from sessions_app.fanout import Registry, fanout_mode, get_registry, next_version
+from sessions_app.gate import selectors, services
+from sessions_app.gate.admission import GateUnavailable
 from sessions_app.models import ChatMessage
 from sessions_app.ratelimit import rate_check
 
@@ -112,7 +114,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.registry.add(self)
         await self._send_status()
         await self._touch("presence")
-        if outcome.state == "active" and await db(services.chat_question_next)(
+        if outcome.state == "active" and await db(messages.chat_question_next)(
             session_id=self.session_id
         ):
             self._kick()  # a message left unanswered by a closed tab
@@ -171,7 +173,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         try:
-            message = await db(services.chat_message_add)(session_id=self.session_id, content=text)
+            message = await db(messages.chat_message_add)(session_id=self.session_id, content=text)
         except services.NotActive:
             await self._error("NOT_ACTIVE", "You can chat once it is your turn.")
             return
@@ -202,7 +204,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         if message_id is not None:
             # Not started yet: it will not be answered. Started: whoever streams it stops.
-            await db(services.chat_question_cancel)(
+            await db(messages.chat_question_cancel)(
                 session_id=self.session_id, message_id=message_id
             )
         await self.channel_layer.group_send(
@@ -292,10 +294,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         closing: list[dict[str, Any]] = []
         try:
             try:
-                async with services.generation_slot(
+                async with generation.generation_slot(
                     session_id=self.session_id, on_wait=self._on_wait
                 ):
-                    question = await db(services.chat_question_next)(session_id=self.session_id)
+                    question = await db(messages.chat_question_next)(session_id=self.session_id)
                     if question is None:
                         return  # another tab's worker answered it, or it was cancelled
                     await self._generate(question, closing)
@@ -306,10 +308,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     await self._to_session(frame)
         except services.NotActive:
             await self._error("NOT_ACTIVE", "Your session is not active.")
-        except services.CapacityTimeout:
-            pending = await db(services.chat_question_next)(session_id=self.session_id)
+        except generation.CapacityTimeout:
+            pending = await db(messages.chat_question_next)(session_id=self.session_id)
             if pending is not None:
-                await db(services.chat_answer_finish)(
+                await db(messages.chat_answer_finish)(
                     question_id=pending.pk,
                     answer_id=None,
                     content="",
@@ -323,7 +325,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     "message_id": pending.pk if pending is not None else None,
                 }
             )
-        except services.SlotLost:
+        except generation.SlotLost:
             await self._to_session(
                 {
                     "type": "system",
@@ -336,7 +338,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Streams the answer to `question`; appends the frames that end it to `closing`."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        answer = await db(services.chat_answer_start)(session_id=self.session_id)
+        answer = await db(messages.chat_answer_start)(session_id=self.session_id)
         limit = int(conf.get("OPENAI_HISTORY_MESSAGES"))
         turns = await db(_history_turns)(self.session_id, question.pk, limit)
         await self._to_session(
@@ -381,7 +383,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await backend.aclose()
             latency_ms = int((loop.time() - started) * 1000)
             record = asyncio.ensure_future(
-                db(services.chat_answer_finish)(
+                db(messages.chat_answer_finish)(
                     question_id=question.pk,
                     answer_id=answer.pk,
                     content="".join(parts),

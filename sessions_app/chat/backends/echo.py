@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from sessions_app.backends.base import ChatBackend, ChatTurn, StreamEnd
+from sessions_app.chat.backends.base import ChatBackend, ChatTurn, StreamEnd
 
 
 def echo_reply(content: str) -> list[str]:

@@ -33,9 +33,11 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from sessions_app import charts, conf, metrics, selectors, services
-from sessions_app.admission import GateUnavailable, get_manager
+from sessions_app import conf, metrics
+from sessions_app.console import charts
 from sessions_app.forms import CloseForm
+from sessions_app.gate import selectors, services
+from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.models import AuditEvent, ChatSession, GateSettings
 
 # The queue can hold thousands; the console shows its head (the count says how many more).

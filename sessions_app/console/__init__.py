@@ -1,0 +1,1 @@
+"""The staff console: its views, its live feed and its charts."""

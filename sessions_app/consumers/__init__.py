@@ -1,0 +1,1 @@
+"""One consumer per WebSocket endpoint."""

@@ -1,0 +1,1 @@
+"""The admission engine (Redis scripts, manager) and the seat use-cases built on it."""

@@ -1,0 +1,370 @@
+"""Use-cases that change the gate: the Redis transition first, then the SQL record, then notices.
+
+Consumers, views, the API, admin actions and management commands all call these functions; none
+of them touches admission state or the session record directly. The order matters: Redis is the
+live truth, so its transition decides what happened; the SQL record follows in one transaction,
+and people are notified only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from sessions_app import notifications
+from sessions_app.gate.admission import (
+    CloseResult,
+    GateUnavailable,
+    OpenResult,
+    PromoteResult,
+    SweepResult,
+    TouchResult,
+    get_manager,
+)
+from sessions_app.models import AuditEvent, ChatSession, GateSettings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GateUnavailable"]
+
+
+class NotActive(Exception):
+    """The session is not active (queued, closed, or never existed)."""
+
+
+def redis_user_key(user: Any) -> str:
+    """How Redis names a person: the primary key, stable across username changes."""
+    return str(user.pk)
+
+
+# Who holds the priority permission (directly or through a group) is read once per
+# LANE_CACHE_SECONDS per process, not per open: the permission join costs more than the whole
+# Redis transition. A grant or revocation applies to sessions opened after that delay.
+LANE_CACHE_SECONDS = 30.0
+_priority_cache: tuple[float, frozenset[int]] = (0.0, frozenset())
+
+
+def _priority_user_ids() -> frozenset[int]:
+    global _priority_cache
+    now = time.monotonic()
+    if _priority_cache[0] > now:
+        return _priority_cache[1]
+    User = get_user_model()
+    holders = User.objects.filter(
+        Q(user_permissions__codename="priority",
+          user_permissions__content_type__app_label="sessions_app")
+        | Q(groups__permissions__codename="priority",
+            groups__permissions__content_type__app_label="sessions_app")
+    ).values_list("pk", flat=True)  # fmt: skip
+    ids = frozenset(holders)
+    _priority_cache = (now + LANE_CACHE_SECONDS, ids)
+    return ids
+
+
+def forget_priority_holders() -> None:
+    """Drops the cached holders (tests, and after an admin changes permissions)."""
+    global _priority_cache
+    _priority_cache = (0.0, frozenset())
+
+
+def lane_for(user: Any) -> str:
+    """The priority lane needs the explicit permission; superusers are not put in it by default."""
+    if user.pk in _priority_user_ids():
+        return ChatSession.Lane.PRIORITY.value
+    return ChatSession.Lane.NORMAL.value
+
+
+# --- the SQL record of what Redis decided ------------------------------------------------------
+
+
+def _record_changes(
+    *,
+    promoted: Sequence[str] = (),
+    closed: dict[str, str] | None = None,
+    note: str = "",
+    queue_moved: bool = False,
+) -> None:
+    """Writes promotions and closings to the record, then notifies after commit.
+
+    Queued people are told only when their places moved (`queue_moved`, or anyone promoted or
+    closed); otherwise only the consoles hear of it (their counts changed)."""
+    closed = closed or {}
+    # Abandoned sessions may have been queued; promotions always move the queue.
+    queue_moved = queue_moved or bool(promoted) or "abandoned" in closed.values()
+    if not promoted and not closed:
+        transaction.on_commit(
+            notifications.queue_changed if queue_moved else notifications.console_changed
+        )
+        return
+    now = timezone.now()
+    if promoted:
+        ChatSession.objects.filter(id__in=list(promoted)).exclude(
+            state=ChatSession.State.CLOSED
+        ).update(state=ChatSession.State.ACTIVE, activated_at=now)
+    for reason in set(closed.values()):
+        ids = [sid for sid, r in closed.items() if r == reason]
+        fields: dict[str, Any] = {
+            "state": ChatSession.State.CLOSED,
+            "closed_at": now,
+            "close_reason": reason,
+        }
+        if note:
+            fields["close_note"] = note[:300]
+        ChatSession.objects.filter(id__in=ids).exclude(state=ChatSession.State.CLOSED).update(
+            **fields
+        )
+    activated = list(promoted)
+    transaction.on_commit(
+        lambda: notifications.gate_changes(
+            activated=activated, closed=closed, note=note, queue_moved=queue_moved
+        )
+    )
+
+
+def _closed_map(expired: list[str], abandoned: list[str]) -> dict[str, str]:
+    closed = dict.fromkeys(expired, ChatSession.Reason.EXPIRED.value)
+    closed.update(dict.fromkeys(abandoned, ChatSession.Reason.ABANDONED.value))
+    return closed
+
+
+def audit(
+    *, actor: Any, action: str, target: str = "", detail: dict[str, Any] | None = None
+) -> None:
+    label = getattr(actor, "get_username", lambda: str(actor or "system"))()
+    AuditEvent.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_label=label or "system",
+        action=action,
+        target=target,
+        detail=detail or {},
+    )
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenOutcome:
+    session_id: str
+    state: str
+    position: int
+    created: bool
+
+
+def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -> OpenOutcome:
+    """Opens the person's session or returns their live one (one per person)."""
+    manager = get_manager()
+    lane = lane_for(user)
+    result: OpenResult = manager.open(redis_user_key(user), lane=lane, via=via)
+    with transaction.atomic():
+        if result.created:
+            now = timezone.now()
+            # The id is new from Redis, so a plain INSERT (no read first).
+            ChatSession.objects.create(
+                id=result.session_id,
+                user=user,
+                state=result.state,
+                lane=lane,
+                ticket=result.ticket,
+                opened_via=via,
+                client_session_id=client_session_id[:200],
+                created_at=now,
+                activated_at=now if result.state == "active" else None,
+            )
+        else:
+            # Normally recorded already; get_or_create covers a record lost (a restored
+            # database) and two first opens racing from two tabs or processes.
+            ChatSession.objects.get_or_create(
+                id=result.session_id,
+                defaults={"user": user, "state": result.state, "ticket": result.ticket},
+            )
+        _record_changes(
+            promoted=result.promoted,
+            closed=_closed_map(result.expired, result.abandoned),
+            # Joining at the back moves nobody; a priority arrival moves those it passes.
+            queue_moved=result.created and result.state == "queued" and lane != "normal",
+        )
+    return OpenOutcome(result.session_id, result.state, result.position, result.created)
+
+
+def session_close(
+    *,
+    session_id: str,
+    reason: str,
+    actor: Any = None,
+    note: str = "",
+    only_if_state: str = "",
+) -> CloseResult:
+    """Ends one session for `reason` and promotes into the freed seat.
+
+    With `only_if_state`, nothing happens unless the session is in that state at that moment
+    (`result.refused_state` then says what it was)."""
+    result = get_manager().close(str(session_id), reason=reason, only_if_state=only_if_state)
+    if result.refused_state:
+        return result
+    with transaction.atomic():
+        closed = _closed_map(result.expired, result.abandoned)
+        closed[str(session_id)] = reason
+        _record_changes(
+            promoted=result.promoted,
+            closed=closed,
+            note=note,
+            queue_moved=result.previous_state == "queued",
+        )
+        if actor is not None and reason == ChatSession.Reason.ADMIN:
+            audit(
+                actor=actor,
+                action="session.close",
+                target=str(session_id),
+                detail={"note": note, "was": result.previous_state or "not live"},
+            )
+    return result
+
+
+def session_live_for_user(user: Any) -> str | None:
+    return get_manager().session_of_user(redis_user_key(user))
+
+
+def session_touch(*, session_id: str, kind: str) -> TouchResult:
+    """Presence (page), poll (API) or activity (chat message); ends it if already past due."""
+    result = get_manager().touch(str(session_id), kind=kind)
+    if result.state in ("expired", "abandoned") or result.promoted:
+        closed = {str(session_id): result.state} if result.state in ("expired", "abandoned") else {}
+        with transaction.atomic():
+            _record_changes(promoted=result.promoted, closed=closed, queue_moved=True)
+    return result
+
+
+def sessions_sweep() -> SweepResult:
+    """One sweep: expire idle, drop abandoned, reclaim dead leases, promote."""
+    result = get_manager().sweep()
+    if result.changed:
+        with transaction.atomic():
+            _record_changes(
+                promoted=result.promoted, closed=_closed_map(result.expired, result.abandoned)
+            )
+        logger.info(
+            "sweep: %d expired, %d abandoned, %d promoted, %d leases reclaimed",
+            len(result.expired),
+            len(result.abandoned),
+            len(result.promoted),
+            result.reclaimed,
+        )
+    return result
+
+
+def session_promote(*, session_id: str, how: str, actor: Any) -> PromoteResult:
+    """Staff: admit now (even above the limit) or move to the front of the queue."""
+    result = get_manager().promote(str(session_id), how=how)
+    with transaction.atomic():
+        if result.outcome == "admitted":
+            ChatSession.objects.filter(id=session_id).update(
+                state=ChatSession.State.ACTIVE,
+                activated_at=timezone.now(),
+                admitted_over_limit=result.over_limit,
+            )
+            transaction.on_commit(lambda: notifications.session_activated(str(session_id)))
+        if result.outcome != "not_queued":
+            transaction.on_commit(notifications.queue_changed)
+            audit(
+                actor=actor,
+                action=f"session.{how}",
+                target=str(session_id),
+                detail={"over_limit": result.over_limit},
+            )
+    return result
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+
+def limits_push(gate: GateSettings) -> list[str]:
+    """Writes GateSettings to Redis; a raised limit or a resume promotes at once."""
+    promoted = get_manager().set_limits(gate.limits())
+    if promoted:
+        with transaction.atomic():
+            _record_changes(promoted=promoted)
+    else:
+        notifications.queue_changed()
+    return promoted
+
+
+def limits_set(*, actor: Any, **changes: Any) -> GateSettings:
+    """Changes live limits (GateSettings field names); raises ValidationError if out of bounds."""
+    unknown = set(changes) - set(GateSettings.EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        gate = GateSettings.objects.select_for_update().filter(pk=1).first() or GateSettings.load()
+        before = {name: getattr(gate, name) for name in changes}
+        for name, value in changes.items():
+            setattr(gate, name, value)
+        gate.save()  # full_clean() inside: bounds are enforced before anything is written
+        audit(
+            actor=actor,
+            action="limits.set",
+            target="gate",
+            detail={"before": before, "after": changes},
+        )
+    if "banner_message" in changes:
+        notifications.banner_changed(gate.banner_message)
+    return gate
+
+
+def limits_recorded() -> dict[str, int]:
+    """The limits as the record holds them (read when Redis has lost its copy)."""
+    try:
+        return GateSettings.load().limits()
+    except Exception:  # no database at hand (or an async context): the settings' defaults
+        logger.warning("could not read GateSettings; using default limits", exc_info=True)
+        from sessions_app.gate.admission import default_limits
+
+        return default_limits()
+
+
+def limits_sync_from_record() -> GateSettings:
+    """At start-up (and after a Redis restart): push the recorded limits into Redis."""
+    gate = GateSettings.load()
+    limits_push(gate)
+    return gate
+
+
+# --- operator use-cases (management commands, issue 5) -----------------------------------------
+
+
+class NotQueued(Exception):
+    """The session is not waiting in the queue (it is active, or no longer live)."""
+
+    def __init__(self, session_id: str, state: str) -> None:
+        super().__init__(f"session {session_id} is {state or 'not live'}, not queued")
+        self.session_id = session_id
+        self.state = state or "closed"
+
+
+def session_remove_from_queue(*, session_id: str, actor: Any, note: str = "") -> CloseResult:
+    """Staff: takes a queued person out of the line (reason `admin`); active ones are refused.
+
+    The state check and the close are one script, so a person promoted a moment before is
+    refused (NotQueued), never closed by mistake.
+    """
+    result = session_close(
+        session_id=str(session_id),
+        reason=ChatSession.Reason.ADMIN,
+        actor=actor,
+        note=note,
+        only_if_state="queued",
+    )
+    if result.refused_state:
+        raise NotQueued(
+            str(session_id), "" if result.refused_state == "none" else result.refused_state
+        )
+    return result

@@ -1,0 +1,14 @@
+"""The durable record: seats and how they ended, chat messages, live settings, audit, tokens.
+
+Redis holds the live truth for admission (gate/admission.py); these rows are what an operator
+reads afterwards and what `reconcile_sessions` compares Redis against. One module per concern;
+everything is importable from `sessions_app.models`.
+"""
+
+from sessions_app.models.audit import AuditEvent
+from sessions_app.models.messages import ChatMessage
+from sessions_app.models.seats import ChatSession
+from sessions_app.models.settings import GateSettings
+from sessions_app.models.tokens import ApiToken, hash_token
+
+__all__ = ["ApiToken", "AuditEvent", "ChatMessage", "ChatSession", "GateSettings", "hash_token"]
