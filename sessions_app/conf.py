@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "API_CREATE_RATE_PER_MINUTE": 30,
     "API_TOKEN_CREATE_RATE_PER_MINUTE": 600,
     "MAX_MESSAGE_BYTES": 64 * 1024,
+    # The most characters one chat message may hold. Sized from what the server can send back:
+    # 8,000 Hangul are 24 KB as UTF-8, so the echo of a full message (JSON written with
+    # ensure_ascii=False) stays well under daphne's 64 KiB frame cap, which limits sends too.
+    "MAX_MESSAGE_CHARS": 8000,
     "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": ["127.0.0.1", "::1"],
     "METRICS_RETENTION_SECONDS": 24 * 3600,
