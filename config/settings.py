@@ -199,6 +199,8 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 # --- Security defaults.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the chat page's JS reads it for the JSON fallback's writes
+# JSON endpoints answer a failed CSRF check in JSON (the README promises it); pages keep HTML.
+CSRF_FAILURE_VIEW = "sessions_app.views.csrf.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -16,13 +16,16 @@ Two ways in, never mixed in one request:
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
@@ -72,7 +75,17 @@ class _CsrfCheck(CsrfViewMiddleware):
 def _enforce_csrf(request: HttpRequest) -> None:
     check = _CsrfCheck(lambda _request: HttpResponse())
     check.process_request(request)
-    reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
+    # The check reads a form-encoded or multipart body to find `csrfmiddlewaretoken`: a body
+    # over DATA_UPLOAD_MAX_MEMORY_SIZE or a broken multipart boundary raises from inside it.
+    try:
+        reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
+    except RequestDataTooBig as exc:
+        raise ApiError(400, "TOO_LARGE", "The request body is too large for this API.") from exc
+    except MultiPartParserError as exc:
+        raise bad_request(
+            "The multipart body could not be read; send the request body as JSON "
+            "(Content-Type: application/json)."
+        ) from exc
     if reason:
         raise ApiError(
             403,
@@ -140,6 +153,16 @@ def subject_for(caller: Caller, user_id: str | None, *, provision: bool, in_path
     """
     if user_id is None or user_id == "":
         return caller.user
+    normal = unicodedata.normalize("NFKC", user_id)
+    if normal != user_id:
+        # Django stores usernames NFKC-normalised, so "ｗ0002" can only ever mean "w0002";
+        # saying so beats creating a twin (IntegrityError) or acting for a look-alike.
+        if in_path:
+            raise not_found(f"No user named {user_id!r}; usernames are stored as {normal!r}.")
+        raise bad_request(
+            f"user_id {user_id!r} is not in normal form (NFKC); the same name is written "
+            f"{normal!r}. Send it that way."
+        )
     if not USERNAME_RE.match(user_id):
         if in_path:
             raise not_found(f"No user named {user_id!r}.")

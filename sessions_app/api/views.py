@@ -79,6 +79,8 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("The request body is not valid JSON.") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes: never a real request
+        raise bad_request("The request body is nested too deeply.") from exc
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
     return data
@@ -213,7 +215,8 @@ def _list_limit(request: HttpRequest) -> int:
     raw = request.GET.get("limit")
     if raw is None:
         return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+    # ASCII digits only: "²".isdigit() is True, but int("²") raises.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
         raise bad_request(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.")
     return int(raw)
 
