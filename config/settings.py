@@ -13,6 +13,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -148,6 +151,10 @@ CHANNEL_LAYERS = {
                     "socket_timeout": None,
                     # redis-py 8's asyncio pool raises past its size instead of waiting.
                     "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+                    # After Redis restarts, a pooled connection is dead until used once: without
+                    # one retry the first group_add on each process failed (issue 8, item 6).
+                    "retry_on_error": [RedisConnectionError],
+                    "retry": AsyncRetry(NoBackoff(), 1),
                 }
             ],
             "prefix": f"{CHATGATE_REDIS_PREFIX}:asgi",

@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     # 8,000 Hangul are 24 KB as UTF-8, so the echo of a full message (JSON written with
     # ensure_ascii=False) stays well under daphne's 64 KiB frame cap, which limits sends too.
     "MAX_MESSAGE_CHARS": 8000,
+    # The largest frame the server sends: under daphne's --websocket-max-message-size (64 KiB),
+    # which caps sends too; a bigger frame is refused with a logged error (consumers/base.py).
+    "MAX_SEND_BYTES": 60_000,
     "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": ["127.0.0.1", "::1"],
     "METRICS_RETENTION_SECONDS": 24 * 3600,

@@ -216,7 +216,10 @@ def _list_limit(request: HttpRequest) -> int:
     if raw is None:
         return DEFAULT_LIST_LIMIT
     # ASCII digits only: "²".isdigit() is True, but int("²") raises.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+    if (
+        not (raw.isascii() and raw.isdigit() and len(raw) <= 9)
+        or not 1 <= int(raw) <= MAX_LIST_LIMIT
+    ):
         raise bad_request(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.")
     return int(raw)
 

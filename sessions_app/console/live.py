@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 from django.utils import translation
 
+from sessions_app import conf
+from sessions_app.consumers.base import GuardedJsonConsumer, scope_language
 from sessions_app.gate.admission import GateUnavailable
 from sessions_app.notifications import CONSOLE_GROUP
 
@@ -36,25 +37,10 @@ def is_staff(user: Any) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
 
-def scope_language(scope: dict[str, Any]) -> str:
-    """The page's language, chosen as LocaleMiddleware chose it for the HTTP page."""
-    from django.utils.translation.trans_real import parse_accept_lang_header
+class ConsoleConsumer(GuardedJsonConsumer):
+    # The page sends only `refresh` (a button); anything faster than this is not a person.
+    frame_budgets = {"refresh": (5.0, 1.0)}
 
-    candidates = [scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME, "")]
-    headers = dict(scope.get("headers") or [])
-    accept = headers.get(b"accept-language", b"").decode("latin-1")
-    candidates += [code for code, _q in parse_accept_lang_header(accept) if code != "*"]
-    for code in candidates:
-        if not code:
-            continue
-        try:
-            return translation.get_supported_language_variant(code)
-        except LookupError:
-            continue
-    return settings.LANGUAGE_CODE
-
-
-class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # `disconnect` may never run (a crashed handler, a cut-off shutdown): whatever ends
         # this consumer also ends its push loop, which would otherwise re-render forever.
@@ -102,6 +88,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             return render_fragments(user=self.scope["user"], with_charts=with_charts)
 
     async def _push_loop(self) -> None:
+        """Renders and pushes until the socket ends; nothing that goes wrong ends it silently."""
         charts_due = 0.0
         while True:
             self._dirty.clear()
@@ -110,7 +97,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             try:
                 fragments = await self._render(with_charts)
             except GateUnavailable as exc:
-                await self.send_json({"type": "console.error", "message": str(exc)})
+                await self._push({"type": "console.error", "message": str(exc)})
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             except Exception:  # a bug in one render must not end the console's feed
@@ -120,9 +107,52 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             if with_charts:
                 charts_due = now + CHARTS_SECONDS
             self._version += 1
-            await self.send_json(
-                {"type": "console.update", "version": self._version, "fragments": fragments}
-            )
+            for frame in split_update(self._version, fragments, int(conf.get("MAX_SEND_BYTES"))):
+                await self._push(frame)
             await asyncio.sleep(MIN_INTERVAL_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=REFRESH_SECONDS)
+
+    async def _push(self, frame: dict[str, Any]) -> None:
+        try:
+            await self.send_json(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket went away; the next frame or the disconnect ends us
+            logger.warning("console push failed", exc_info=True)
+
+
+def _size(frame: dict[str, Any]) -> int:
+    return len(json.dumps(frame, ensure_ascii=False).encode("utf-8"))
+
+
+def split_update(version: int, fragments: dict[str, str], cap: int) -> list[dict[str, Any]]:
+    """`console.update` frames under `cap` bytes carrying all of `fragments` between them.
+
+    The page applies each frame's fragments by name, so several frames of one version are as
+    good as one. A single fragment too large for any frame is left out, logged, and the page
+    is told to fetch it over HTTP (`console.poll`: one read of live.json, which has no cap).
+    """
+    frames: list[dict[str, Any]] = []
+    current: dict[str, str] = {}
+    too_large: list[str] = []
+    for name, html in fragments.items():
+        alone = {"type": "console.update", "version": version, "fragments": {name: html}}
+        if _size(alone) > cap:
+            too_large.append(name)
+            continue
+        trial = {"type": "console.update", "version": version, "fragments": {**current, name: html}}
+        if current and _size(trial) > cap:
+            frames.append(
+                {"type": "console.update", "version": version, "fragments": dict(current)}
+            )
+            current = {}
+        current[name] = html
+    if current or not frames:
+        frames.append({"type": "console.update", "version": version, "fragments": current})
+    if too_large:
+        logger.error(
+            "console fragments %s exceed the %d-byte frame cap; page told to poll", too_large, cap
+        )
+        frames.append({"type": "console.poll", "version": version, "fragments_missing": too_large})
+    return frames

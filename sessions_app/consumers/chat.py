@@ -15,18 +15,18 @@ by `disconnect` alone: leases expire and presence stops being renewed when a pro
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from sessions_app import conf, notifications
 from sessions_app.chat import generation, messages
 from sessions_app.chat.backends import BackendError, ChatTurn, StreamEnd, get_backend
+from sessions_app.consumers import base
+from sessions_app.consumers.base import GuardedJsonConsumer
 from sessions_app.fanout import Registry, fanout_mode, get_registry, next_version
 from sessions_app.gate import selectors, services
 from sessions_app.gate.admission import GateUnavailable
@@ -39,8 +39,8 @@ CLIENT_TYPES = ("message", "typing", "cancel", "heartbeat", "leave")
 # Close codes (4000-4999 are the application's): the page does not reconnect after these.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4000
-# WebSocket "try again later": Redis unreachable; the page reconnects with backoff.
-CLOSE_TRY_AGAIN = 1013
+# Redis unreachable; the page reconnects with backoff (daphne cannot send 1013: base.py).
+CLOSE_TRY_AGAIN = base.CLOSE_TRY_AGAIN
 UNAVAILABLE_RETRY_SECONDS = 5
 HEARTBEAT_MIN_INTERVAL = 1.0
 
@@ -61,8 +61,18 @@ def _history_turns(session_id: str, question_id: int, limit: int) -> list[ChatTu
     return [ChatTurn(r.role, r.content) for r in rows] + [ChatTurn("user", question.content)]
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(GuardedJsonConsumer):
     session_id: str = ""
+    # Per-socket budgets (burst, per second), far above what a page sends (a typing frame every
+    # 3 s, a heartbeat every 15 s); a new frame type shares `other_budget` until it gets one.
+    frame_budgets = {
+        "message": (10.0, 1.0),
+        "typing": (10.0, 2.0),
+        "cancel": (10.0, 2.0),
+        "heartbeat": (5.0, 1.0),
+        "leave": (5.0, 0.5),
+    }
+    text_caps = {"message": {"content": "MAX_MESSAGE_CHARS"}}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -133,20 +143,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             logger.debug("group_discard failed", exc_info=True)
 
     # --- frames from the page ---------------------------------------------------------------
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None:
-            await self._error("BAD_REQUEST", "Frames must be JSON text.")
-            return
-        if len(text_data.encode("utf-8")) > int(conf.get("MAX_MESSAGE_BYTES")):
-            await self._error("TOO_LARGE", "That message is too large.")
-            return
-        try:
-            content = json.loads(text_data)
-        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
-            await self._error("BAD_REQUEST", "Frames must be JSON.")
-            return
-        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

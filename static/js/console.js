@@ -23,6 +23,10 @@
       if (badge) badge.title = frame.message || "";
       return;
     }
+    if (frame && frame.type === "console.poll") {  // a fragment too large for a frame: fetch it
+      poll();
+      return;
+    }
     if (!frame || frame.type !== "console.update" || !frame.fragments) return;
     if (badge && badge.dataset.state === "error") setState(pollTimer ? "polling" : "live");
     for (const [name, html] of Object.entries(frame.fragments)) {
