@@ -15,6 +15,10 @@ DEFAULTS: dict[str, Any] = {
     "DISCONNECT_GRACE_SECONDS": 120,
     "QUERY_WAIT_TIMEOUT_SECONDS": 60,
     "LEASE_TTL_SECONDS": 30,
+    # The longest one generation may run (issue 8, item 9): its holder cuts it there, and its
+    # slot is not granted again before then even if the holder stops renewing (frozen), since
+    # the model server may still be generating for it. 0 turns the cap off.
+    "GENERATION_MAX_SECONDS": 120,
     "PRIORITY_LEAD": 20,
     "SWEEP_INTERVAL_SECONDS": 1.0,
     "CHAT_BACKEND": "echo",

@@ -17,7 +17,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sessions_app import conf
-from sessions_app.console.live import split_update
 from sessions_app.devredis import free_port, start_server, stop_server
 from sessions_app.gate import services
 from sessions_app.models import ChatMessage
@@ -110,6 +109,8 @@ async def test_a_frame_flood_gets_rate_limit_then_a_close_and_the_process_stays_
 
 
 def test_split_update_keeps_every_frame_under_the_cap_and_names_what_cannot_fit() -> None:
+    from sessions_app.console.live import split_update  # new in issue 8
+
     fragments = {f"f{i}": "가" * 9000 for i in range(5)}  # 27 KB each as UTF-8
     fragments["huge"] = "나" * 30_000  # 90 KB: fits no frame
     frames = split_update(7, fragments, 60_000)

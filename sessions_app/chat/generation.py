@@ -16,7 +16,12 @@ from sessions_app import conf
 from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.gate.services import NotActive
 
-__all__ = ["CapacityTimeout", "NotActive", "SlotLost", "generation_slot"]
+__all__ = ["CapacityTimeout", "GenerationCut", "NotActive", "SlotLost", "generation_slot"]
+
+# The holder stops a generation this much before its cap, so that it has ended (and its request
+# to the model server is closed) before the gate may grant the slot again: covers the time
+# between the grant in Redis and this process hearing of it.
+CUT_MARGIN_SECONDS = 2.0
 
 
 class CapacityTimeout(Exception):
@@ -25,6 +30,10 @@ class CapacityTimeout(Exception):
 
 class SlotLost(Exception):
     """A generation's lease ran out before it could be renewed (the slot may serve another)."""
+
+
+class GenerationCut(SlotLost):
+    """A generation reached GENERATION_MAX_SECONDS and was stopped (its slot's hold ends)."""
 
 
 def _slot_timings() -> tuple[float, float]:
@@ -57,6 +66,7 @@ async def generation_slot(
     # be released by its id (else the slot would be held for a whole lease TTL).
     lease_id = uuid.uuid4().hex
     wait_limit, ttl = await asyncio.to_thread(_slot_timings)
+    cap = max(0.0, float(conf.get("GENERATION_MAX_SECONDS")))
     limit = timeout if timeout is not None else wait_limit
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + limit
@@ -64,7 +74,11 @@ async def generation_slot(
     try:
         while True:
             result = await asyncio.to_thread(
-                manager.acquire_slot, session_id, waiter_id=waiter_id, lease_id=lease_id
+                manager.acquire_slot,
+                session_id,
+                waiter_id=waiter_id,
+                lease_id=lease_id,
+                hold_seconds=cap,
             )
             if result.outcome == "granted":
                 break
@@ -104,16 +118,32 @@ async def generation_slot(
                     body.cancel()  # stop generating: the slot may already serve another
                 return
 
+    cut = asyncio.Event()
+
+    async def cut_at_cap() -> None:
+        # A generation never outlives its hold: the gate grants this slot again at grant +
+        # cap even if this process froze, so it must have stopped by then (issue 8, item 9).
+        await asyncio.sleep(max(cap - min(CUT_MARGIN_SECONDS, cap / 10), 0.0))
+        cut.set()
+        if body is not None:
+            body.cancel()
+
     renewer = asyncio.create_task(keep_renewing())
+    cutter = asyncio.create_task(cut_at_cap()) if cap > 0 else None
     try:
         yield lease_id
     except asyncio.CancelledError:
+        if cut.is_set() and body is not None:
+            body.uncancel()
+            raise GenerationCut(lease_id) from None
         if lost.is_set() and body is not None:
             body.uncancel()
             raise SlotLost(lease_id) from None
         raise
     finally:
         renewer.cancel()
+        if cutter is not None:
+            cutter.cancel()
         # Shielded: a cancelled generation (Stop, disconnect) must still give its slot back.
         await asyncio.shield(asyncio.to_thread(manager.release_slot, session_id, lease_id=lease_id))
     if lost.is_set():

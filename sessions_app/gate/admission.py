@@ -301,12 +301,21 @@ class AdmissionManager:
     # --- query slots ------------------------------------------------------------------------
 
     def acquire_slot(
-        self, session_id: str, *, waiter_id: str, lease_id: str = "", now: float | None = None
+        self,
+        session_id: str,
+        *,
+        waiter_id: str,
+        lease_id: str = "",
+        hold_seconds: float = 0,
+        now: float | None = None,
     ) -> SlotResult:
         """One poll for a slot. A caller that may be cancelled mid-call passes its own
-        `lease_id`, so it can release a grant it never saw."""
+        `lease_id`, so it can release a grant it never saw. `hold_seconds` (the generation
+        cap) keeps a granted slot from being reclaimed before that long, renewed or not."""
         lease_id = lease_id or uuid.uuid4().hex
-        result = self._run("acquire_slot", session_id, waiter_id, lease_id, now=now)
+        result = self._run(
+            "acquire_slot", session_id, waiter_id, lease_id, repr(float(hold_seconds)), now=now
+        )
         if result[0] == "granted":
             return SlotResult(outcome="granted", lease_id=result[1], deadline=float(result[2]))
         if result[0] == "wait":

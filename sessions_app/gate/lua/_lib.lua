@@ -31,7 +31,7 @@ local function user_key(user) return PREFIX .. 'user:' .. user end
 -- pushes the configured values (at start-up, on every save, and on reconcile).
 local CFG_DEFAULTS = {
   max_active = 20, max_queries = 10, idle_timeout = 1800, grace = 120,
-  query_wait = 60, lease_ttl = 30, priority_lead = 20, paused = 0,
+  query_wait = 60, lease_ttl = 30, priority_lead = 20, paused = 0, outage_gap = 30,
 }
 local function load_config()
   local c = {}
@@ -50,6 +50,40 @@ local NOCONFIG = 'NOCONFIG the live limits are not in Redis'
 local function stat(name, amount)
   redis.call('HINCRBY', K_STATS, name, amount or 1)
 end
+
+-- Outages do not count against people (issue 8). Every script run with Redis TIME leaves a
+-- pulse; a live page renews presence every 15 s, an API client polls every 5 s and the
+-- sweeper runs every second, so silence longer than `outage_gap` (30 s) means nobody could
+-- reach Redis (it was down or unreachable, or every process was). The first script after
+-- such a silence moves every presence mark (`seen`) and every idle clock (`active`) forward
+-- by the silence, as if it had not happened, before anything is expired or abandoned.
+-- Query leases are not moved: a lease nobody renewed is lost (its holder has stopped).
+-- Explicit-clock runs (tests moving time) neither read nor write the pulse.
+local function shift_all(key, by)
+  local moved = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #moved, 2 do
+    redis.call('ZADD', key, tonumber(moved[i + 1]) + by, moved[i])
+  end
+  return #moved / 2
+end
+
+local function absorb_outage()
+  if not CONFIGURED or (ARGV[2] ~= nil and ARGV[2] ~= '') then return end
+  -- In the config hash (never in stats, whose fields are counters): lost with it, and then
+  -- no outage is absorbed, which is the behaviour before this rule, never a wrong shift.
+  local pulse = CFG.pulse
+  redis.call('HSET', K_CONFIG, 'pulse', string.format('%.3f', NOW))
+  if not pulse then return end
+  local gap = NOW - pulse
+  if gap <= (CFG.outage_gap or 30) then return end
+  local people = shift_all(K_SEEN, gap)
+  shift_all(K_ACTIVE, gap)
+  stat('outages')
+  redis.log(redis.LOG_WARNING, string.format(
+    'chatgate: %.1f s without a script run; presence and idle clocks of %d moved forward',
+    gap, people))
+end
+absorb_outage()
 
 -- Queue order. Normal lane: 2*ticket. Priority lane: 2*(ticket - lead) - 1, so a priority
 -- arrival goes ahead of at most `lead` people of the normal lane who came before it, and

@@ -5,10 +5,14 @@
 -- that stops polling for one lease TTL is dropped.
 -- KEYS: see _lib.lua
 -- ARGV[3] session id  ARGV[4] waiter id ("<session id>:<n>")  ARGV[5] lease id if granted
+-- ARGV[6] hold: seconds the generation may run at most ("" or 0: no cap). A granted lease is
+--         never reclaimed before NOW + hold, renewed or not: a frozen holder's request may
+--         still be generating at the model server until then (issue 8, item 9).
 -- returns {"granted", lease id, deadline} | {"wait", place among eligible waiting queries,
 --          blocked by own session (0|1)} | {"not_active"}
 if not CONFIGURED then return redis.error_reply(NOCONFIG) end
 local sid, waiter, lease = ARGV[3], ARGV[4], ARGV[5]
+local hold = tonumber(ARGV[6]) or 0
 reclaim_slots()
 
 if redis.call('HGET', sess_key(sid), 'state') ~= 'active' then
@@ -39,7 +43,7 @@ for _, other in ipairs(redis.call('ZRANGE', K_SLOTQ, 0, -1)) do
       local deadline = NOW + CFG.lease_ttl
       redis.call('ZREM', K_SLOTQ, waiter)
       redis.call('ZREM', K_SLOTW, waiter)
-      redis.call('ZADD', K_SLOTS, deadline, lease)
+      redis.call('ZADD', K_SLOTS, math.max(deadline, NOW + hold), lease)
       redis.call('HSET', sess_key(sid), 'lease', lease)
       stat('queries_started')
       return {'granted', lease, tostring(deadline)}
