@@ -79,7 +79,7 @@ async def test_a_frame_flood_gets_rate_limit_then_a_close_and_the_process_stays_
         while sent < 200_000 and time.monotonic() - started < 5:
             await flooder.send(frame)
             sent += 1
-            if sent % 500 == 0:
+            if sent % 100 == 0:  # let the reader see the server's answer
                 await asyncio.sleep(0)
     except ConnectionClosed:
         pass
@@ -98,8 +98,12 @@ async def test_a_frame_flood_gets_rate_limit_then_a_close_and_the_process_stays_
         f"RSS {before // 1024} -> {after // 1024} MB; bystander heartbeat {bystander_ms:.0f} ms"
     )
     codes = [f.get("code") for f in received if f.get("type") == "error"]
-    assert "RATE_LIMIT" in codes
-    assert close_code == [4429]
+    print(f"flooder got {[f.get('type') for f in received]} then close {close_code}")
+    # The server refuses the flood and closes (its log says so); the flooder normally reads the
+    # RATE_LIMIT error and the 4429 close, unless it is still writing when the server drops the
+    # connection, whose reset may discard both from the flooder's receive buffer.
+    assert "closing a flooding socket" in daphne_server.log()
+    assert "RATE_LIMIT" in codes or close_code == [4429], (codes, close_code)
     assert sent < 200_000  # closed long before the bound
     assert after - before < 30 * 1024  # issue 8 measured +170 MB for good
     await bystander.close()
@@ -168,9 +172,13 @@ async def test_a_korean_message_over_the_limit_is_refused_and_a_full_one_echoes(
     assert (await next_of(ws, "queue.status"))["state"] == "active"
     cap = int(conf.get("MAX_MESSAGE_CHARS"))
     # As a browser sends it: UTF-8, 33 KB (escaped it would pass daphne's 64 KiB cap).
-    await ws.send(json.dumps({"type": "message", "content": "가" * 11_000}, ensure_ascii=False))
+    await ws.send(
+        json.dumps(
+            {"type": "message", "content": "가" * 11_000, "client_id": "c-1"}, ensure_ascii=False
+        )
+    )
     error = await next_of(ws, "error")
-    assert error["code"] == "TOO_LARGE"
+    assert (error["code"], error["client_id"], error["max_chars"]) == ("TOO_LARGE", "c-1", cap)
     assert str(cap) in error["message"]
     assert not await sync_to_async(ChatMessage.objects.exists)()
 
@@ -210,6 +218,23 @@ async def test_crashing_frames_are_bad_request_and_the_socket_stays(
     assert (await next_of(ws, "queue.status"))["state"] == "active"
     assert not await sync_to_async(ChatMessage.objects.exists)()
     assert "Exception inside application" not in daphne_server.log()
+    await ws.close()
+
+
+async def test_guard_errors_speak_the_pages_language(daphne_server: DaphneServer) -> None:
+    cookie = await sync_to_async(login_cookie)("hana")
+    ws = await connect(
+        f"{daphne_server.ws_url}/ws/chat/",
+        origin=daphne_server.url,  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie, "Accept-Language": "ko"},
+    )
+    await next_of(ws, "queue.status")
+    await ws.send("not json")
+    raw = await ws.recv()
+    while json.loads(raw)["type"] != "error":
+        raw = await ws.recv()
+    assert json.loads(raw)["message"] == "메시지는 JSON 형식이어야 합니다."
+    assert "메시지" in str(raw)  # sent as UTF-8, not \u escapes
     await ws.close()
 
 

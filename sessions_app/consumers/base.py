@@ -280,6 +280,9 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_error(
                     "TOO_LARGE",
                     _("That message is too long: at most %(cap)s characters.") % {"cap": cap},
+                    # The page shows a message when its echo arrives: this names the one
+                    # that will never be echoed.
+                    extra={"client_id": content.get("client_id"), "max_chars": cap},
                 )
                 return
         await self.receive_json(content)
@@ -367,9 +370,17 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
             text = json.dumps(frame, ensure_ascii=False)
         await self.send(text_data=text, close=close)
 
-    async def send_error(self, code: str, message: str, *, retry_after: int | None = None) -> None:
+    async def send_error(
+        self,
+        code: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """An `error {code, message, retry_after?}` frame; a socket already gone is no error."""
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        frame.update(extra or {})
         if retry_after is not None:
             frame["retry_after"] = retry_after
         try:
