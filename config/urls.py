@@ -9,3 +9,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("sessions_app.urls")),
 ]
+
+# Requests Django cannot read (an oversized or broken body, refused inside the CSRF middleware)
+# answer JSON on JSON endpoints (sessions_app/views/csrf.py).
+handler400 = "sessions_app.views.csrf.bad_request"

@@ -97,6 +97,24 @@ def test_a_fullwidth_twin_of_an_existing_name_is_a_clear_400(bearer: dict[str, s
     assert get_user_model().objects.filter(username__in=["w0002", "ｗ0002"]).count() == 1
 
 
+@pytest.mark.parametrize("kind", ["large", "multipart"])
+def test_unreadable_bodies_on_chat_json_endpoints_answer_json(kind: str) -> None:
+    # Refused by Django's CSRF middleware before the view runs (handler400).
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("alice"))
+    secret = _get_new_csrf_string()
+    client.cookies["csrftoken"] = secret
+    if kind == "large":
+        body, content_type = b"x=" + b"a" * 70_000, "application/x-www-form-urlencoded"
+    else:
+        body, content_type = b"--x\r\n", "multipart/form-data; boundary=\x01bad"
+    response = client.generic(
+        "POST", "/chat/session", body, content_type=content_type, HTTP_X_CSRFTOKEN=secret
+    )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == ("TOO_LARGE" if kind == "large" else "BAD_REQUEST")
+
+
 # --- item 7: /healthz tells strangers the status only --------------------------------------
 
 
