@@ -136,3 +136,35 @@ async def test_a_frozen_holder_does_not_let_the_model_server_exceed_the_limit(
             os.kill(frozen.process.pid, signal.SIGCONT)
         frozen.stop()
         other.stop()
+
+
+@pytest.mark.django_db
+def test_a_generation_is_cut_before_its_hold_ends_and_its_slot_is_held_that_long(
+    settings: Any,
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from sessions_app.chat import generation
+    from sessions_app.gate import services
+
+    settings.CHATGATE = {**settings.CHATGATE, "GENERATION_MAX_SECONDS": 3}
+    manager = get_manager()
+    manager.set_limits({"max_concurrent_queries": 1, "lease_ttl_seconds": 1})
+    user = get_user_model().objects.create_user("long-winded")
+    session_id = services.session_open(user=user, via="api").session_id
+    seen: dict[str, float] = {}
+
+    async def scenario() -> None:
+        async with generation.generation_slot(session_id=session_id, timeout=5) as lease:
+            # Held until grant + cap even though the TTL is 1 s (a frozen holder's hold).
+            seen["hold"] = float(manager.client.zscore(manager.keys.slots, lease) or 0)
+            seen["now"] = manager.server_time()
+            await asyncio.sleep(30)  # an answer longer than the cap
+
+    started = time.monotonic()
+    with pytest.raises(generation.GenerationCut):
+        asyncio.run(scenario())
+    elapsed = time.monotonic() - started
+    assert seen["hold"] - seen["now"] >= 2.5  # not the 1 s TTL
+    assert 2.0 <= elapsed < 3.0  # cut before the hold ends (3 s minus the margin)
+    assert manager.counts()["in_flight"] == 0  # and the slot given back at once
