@@ -54,7 +54,8 @@ UNAVAILABLE_RETRY_SECONDS = 5
 # daphne's reactor can read thousands of frames between two turns of this consumer (one frame a
 # turn): a backlog this deep is a flood whatever the budgets say, and is dropped at once.
 MAX_QUEUED_FRAMES = 200
-FLOOD_STRIKES = 20  # frames dropped over budget before the socket is closed
+FLOOD_STRIKES = 20
+FLOOD_CLOSE_DELAY_SECONDS = 0.25  # frames dropped over budget before the socket is closed
 STRIKE_DECAY_PER_SECOND = 1.0
 # JSON integers beyond 64 bits name nothing we store (SQLite raised OverflowError on them).
 INT_LIMIT = 2**63 - 1
@@ -319,7 +320,17 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         await self.send_error(
             "RATE_LIMIT", _("Too many frames; this connection is closed."), retry_after=5
         )
-        await self.close(code=CLOSE_FLOOD)
+        # Closed a moment later: autobahn drops a connection that keeps sending after our close
+        # frame, discarding what it had not written yet, and the error would be lost with it.
+        # Meanwhile every frame that arrives is dropped unread (`_refusing`).
+        self._closer = asyncio.create_task(self._close_soon())
+
+    async def _close_soon(self) -> None:
+        await asyncio.sleep(FLOOD_CLOSE_DELAY_SECONDS)
+        try:
+            await self.close(code=CLOSE_FLOOD)
+        except Exception:
+            logger.debug("close of a flooding socket failed", exc_info=True)
 
     def _drain(self) -> None:
         """Drops every client frame daphne has queued for this socket, at once (memory)."""
