@@ -8,7 +8,7 @@ import { seat, applyStatus, expiring, sessionEnded, staffBanner, turnSeen, hideN
 import { start, sendFrame, setConn, isPolling } from "./socket.js";
 import { sidebar, load as loadSidebar, upsert, setCurrent } from "./sidebar.js";
 import { thread, open, setTitle, hydrateLegacy, concerns, onQuestion, onStreamStart, onChunk,
-  onStreamEnd, stopAll, pendingAnswerId, refreshActions } from "./thread.js";
+  onStreamEnd, stopAll, pendingAnswerId, waitingQuestionId, refreshActions } from "./thread.js";
 import { composer, setEnabled, showError, refused, recorded, ownsClientId, setStreaming,
   showWaiting, hideWaiting, setMaxLength, composerElements } from "./composer.js";
 
@@ -97,9 +97,11 @@ function handle(frame) {
       break;
     case "system":
       if (frame.event === "waiting_for_capacity") {
-        const id = frame.message_id !== undefined ? frame.message_id : pendingAnswerId();
+        let id = frame.message_id !== undefined ? frame.message_id : pendingAnswerId();
+        if (id === null) id = waitingQuestionId();
         showWaiting(frame.place, () => {
-          if (id !== null && id !== undefined) sendFrame({ type: "cancel", message_id: id });
+          // Ids from the server are numbers; the legacy history's come from data attributes.
+          if (id !== null && id !== undefined) sendFrame({ type: "cancel", message_id: Number(id) });
           hideWaiting();
         });
       } else if (frame.event === "slot_lost") {

@@ -31,15 +31,21 @@ export const thread = {
 let stick = true;
 let renderQueued = new Set();
 
+/** Message ids are integers on the server; ids read from the DOM arrive as strings. */
+function asId(value) {
+  if (value === undefined || value === null || value === "") return null;
+  return /^\d+$/.test(String(value)) ? Number(value) : value;
+}
+
 export function normalize(m) {
-  const id = m.message_id !== undefined ? m.message_id : m.id;
+  const id = asId(m.message_id !== undefined ? m.message_id : m.id);
   return {
     id: id,
-    parentId: m.parent_id !== undefined ? m.parent_id : null,
+    parentId: asId(m.parent_id),
     sender: m.sender_type || m.role || "assistant",
     content: m.content || "",
     status: m.status || "done",
-    siblings: Array.isArray(m.sibling_ids) && m.sibling_ids.length ? m.sibling_ids.slice() : [id],
+    siblings: Array.isArray(m.sibling_ids) && m.sibling_ids.length ? m.sibling_ids.map(asId) : [id],
     edited: !!m.edited,
   };
 }
@@ -371,6 +377,12 @@ export function stopAll() {
 export function pendingAnswerId() {
   const last = thread.path[thread.path.length - 1];
   return last && last.sender === "assistant" && last.status === "pending" ? last.id : null;
+}
+
+/** The question still waiting for its answer (an older server names no answer id). */
+export function waitingQuestionId() {
+  const last = thread.path[thread.path.length - 1];
+  return last && last.sender === "user" ? last.id : null;
 }
 
 export function isEmpty() { return thread.path.length === 0; }
