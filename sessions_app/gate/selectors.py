@@ -6,7 +6,6 @@ record. Nothing here writes.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,21 +226,6 @@ def _message_counts(session_ids: list[str]) -> dict[str, int]:
         .values_list("id", "n")
     )
     return {str(sid): n for sid, n in rows}
-
-
-def chat_history(session_id: str | None, *, limit: int = 200) -> list[Any]:
-    """The session's messages, oldest first (the last `limit`)."""
-    from sessions_app.models import ChatMessage
-
-    if not session_id:
-        return []
-    rows = list(
-        ChatMessage.objects.filter(session_id=uuid.UUID(str(session_id))).order_by("-sequence")[
-            :limit
-        ]
-    )
-    rows.reverse()
-    return rows
 
 
 def session_idle_deadlines() -> dict[str, float]:
