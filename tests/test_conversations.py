@@ -224,7 +224,7 @@ def test_list_search_archive_restore_delete(alice):
     soup = ask(alice, sid, "Soup recipes").conversation
     ask(alice, sid, "Which pot for SOURDOUGH starter?", soup)
     other = User.objects.create_user("other")
-    ask(other, seat(other), "빵 and soup").conversation
+    ask(other, seat(other), "빵 and soup")
     listed = selectors.conversation_list(owner=alice)
     assert [s["session_id"] for s in listed.sessions] == [str(soup.pk), str(bread.pk)]
     assert listed.total == 2 and not listed.has_more

@@ -86,6 +86,8 @@ class SessionStatus:
     position: int
     ahead: int
     eta_seconds: int | None
+    # Admissions paused by staff: the page says "your place is kept", not "about 1 minute".
+    paused: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +96,7 @@ class SessionStatus:
             "position": self.position,
             "ahead": self.ahead,
             "eta_seconds": self.eta_seconds,
+            "paused": self.paused,
         }
 
 
@@ -113,7 +116,12 @@ def session_status(session_id: str | None) -> SessionStatus:
         position=position,
         ahead=max(position - 1, 0),
         eta_seconds=eta.eta_seconds(position, departure_rate()),
+        paused=admissions_paused(),
     )
+
+
+def admissions_paused() -> bool:
+    return bool(get_manager().config().get("admissions_paused"))
 
 
 def session_status_for_user(user: Any) -> SessionStatus:
