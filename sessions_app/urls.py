@@ -12,6 +12,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True)),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/", include("sessions_app.api.urls")),
+    path("api/chat/", include("sessions_app.api.chat_urls")),
     path("console/", include(console.urlpatterns)),
     path("", include(chat.urlpatterns)),
 ]
