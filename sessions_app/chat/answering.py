@@ -99,7 +99,7 @@ async def answer_one(*, seat_id: str, sink: AnswerSink, waiting_for: Any) -> Non
         try:
             async with generation.generation_slot(session_id=seat_id, on_wait=on_wait):
                 answer = await db(messages.answer_next)(seat_id=seat_id)
-                if answer is None or not await db(messages.answer_begin)(answer_id=answer.pk):
+                if answer is None:
                     return  # answered by another tab's worker, or cancelled meanwhile
                 await _generate(answer, sink, closing)
         finally:
@@ -125,8 +125,12 @@ async def answer_one(*, seat_id: str, sink: AnswerSink, waiting_for: Any) -> Non
 
 
 async def _generate(answer: Any, sink: AnswerSink, closing: list[dict[str, Any]]) -> None:
-    """Streams `answer` (already marked streaming). Whatever happens from here on, the record
-    ends it (done / cancelled / failed) and `closing` gets its stream_end."""
+    """Marks `answer` streaming and streams it. Once it is marked, whatever happens (a cancel
+    even while the mark is being written), the record ends it (done / cancelled / failed) and
+    `closing` gets its stream_end: no row is left "streaming" by a live process."""
+    # The mark runs to completion even if this task is cancelled while awaiting it, and the
+    # `finally` below waits for it again: a cancel between "marked" and "try" cannot happen.
+    begin = asyncio.ensure_future(db(messages.answer_begin)(answer_id=answer.pk))
     loop = asyncio.get_running_loop()
     started = loop.time()
     parts: list[str] = []
@@ -136,6 +140,8 @@ async def _generate(answer: Any, sink: AnswerSink, closing: list[dict[str, Any]]
     backend = get_backend()
     conversation_id = str(answer.conversation_id)
     try:
+        if not await asyncio.shield(begin):
+            return  # cancelled before it started (Stop, or the sweep ended it)
         turns = await db(_turns)(answer, int(conf.get("OPENAI_HISTORY_MESSAGES")))
         await sink.emit(
             {
@@ -182,30 +188,37 @@ async def _generate(answer: Any, sink: AnswerSink, closing: list[dict[str, Any]]
         raise
     finally:
         _streams.pop(answer.pk, None)
-        latency_ms = int((loop.time() - started) * 1000)
-        # Shielded: a cancelled generation still records how it ended (never left "streaming").
-        await asyncio.shield(
-            asyncio.ensure_future(
-                db(messages.answer_finish)(
-                    answer_id=answer.pk,
-                    content="".join(parts),
-                    status=status,
-                    tokens_used=end.tokens,
-                    latency_ms=latency_ms,
-                )
+        try:
+            if await asyncio.shield(begin):
+                latency_ms = int((loop.time() - started) * 1000)
+                await _record_end(answer, "".join(parts), status, end.tokens, latency_ms)
+                closing.append(_end_frame(answer, status, end.tokens, latency_ms))
+                if status == ChatMessage.Status.FAILED:
+                    closing.append(
+                        {
+                            "type": "error",
+                            "code": "BACKEND_ERROR",
+                            "message": failure or "The answer failed.",
+                            "message_id": answer.pk,
+                        }
+                    )
+        finally:
+            try:
+                await backend.aclose()
+            except Exception:
+                logger.debug("backend close failed", exc_info=True)
+
+
+async def _record_end(answer: Any, content: str, status: str, tokens: int, latency_ms: int) -> None:
+    """Shielded: a cancelled generation still records how it ended (never left "streaming")."""
+    await asyncio.shield(
+        asyncio.ensure_future(
+            db(messages.answer_finish)(
+                answer_id=answer.pk,
+                content=content,
+                status=status,
+                tokens_used=tokens,
+                latency_ms=latency_ms,
             )
         )
-        try:
-            await backend.aclose()
-        except Exception:
-            logger.debug("backend close failed", exc_info=True)
-        closing.append(_end_frame(answer, status, end.tokens, latency_ms))
-        if status == ChatMessage.Status.FAILED:
-            closing.append(
-                {
-                    "type": "error",
-                    "code": "BACKEND_ERROR",
-                    "message": failure or "The answer failed.",
-                    "message_id": answer.pk,
-                }
-            )
+    )
