@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 # How much of the first question becomes the title (one line): long enough to recognise the
 # conversation in a sidebar, short enough to fit one row of it.
@@ -34,7 +35,7 @@ def title_from_question(content: str) -> str:
 class Conversation(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
-        ARCHIVED = "archived", _("Archived")
+        ARCHIVED = "archived", pgettext_lazy("conversation status", "Archived")
         DELETED = "deleted", _("Deleted")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
