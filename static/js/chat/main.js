@@ -8,7 +8,7 @@ import { seat, applyStatus, expiring, sessionEnded, staffBanner, turnSeen, hideN
 import { start, sendFrame, setConn, isPolling } from "./socket.js";
 import { sidebar, load as loadSidebar, upsert, setCurrent } from "./sidebar.js";
 import { thread, open, setTitle, hydrateLegacy, concerns, onQuestion, onStreamStart, onChunk,
-  onStreamEnd, stopAll, pendingAnswerId, waitingQuestionId, refreshActions } from "./thread.js";
+  onStreamEnd, stopAll, pendingAnswerId, waitingQuestionId, lastMessageId, refreshActions } from "./thread.js";
 import { composer, setEnabled, showError, refused, recorded, ownsClientId, setStreaming,
   showWaiting, hideWaiting, setMaxLength, composerElements } from "./composer.js";
 
@@ -121,7 +121,12 @@ function notConnected() {
 
 composer.onSend = (text, clientId) => {
   const frame = { type: "message", content: text, client_id: clientId };
-  if (thread.conversationId) frame.conversation_id = thread.conversationId;
+  if (thread.conversationId) {
+    frame.conversation_id = thread.conversationId;
+    // Ask on the branch on screen (after ‹1/2› switching it may not be the newest one).
+    const parent = lastMessageId();
+    if (parent !== null) frame.parent_id = parent;
+  }
   if (!sendFrame(frame)) return notConnected();
   turnSeen();
   sendFrame({ type: "typing", is_typing: false });

@@ -166,8 +166,10 @@ function append(msg) {
 
 /** Puts msg where its sibling (same parent, same sender) stands and drops what came after. */
 function replaceBranch(msg) {
-  const at = thread.path.findIndex((m) => m.sender === msg.sender &&
-    String(m.parentId) === String(msg.parentId) && msg.parentId !== null);
+  // An answer with no known parent cannot say whose sibling it is; a first question can.
+  if (msg.parentId === null && msg.sender !== "user") return false;
+  const at = thread.path.findIndex((m) => m.sender === msg.sender && m.id !== msg.id &&
+    String(m.parentId) === String(msg.parentId));
   if (at < 0) return false;
   const old = thread.path[at];
   msg.siblings = old.siblings.includes(msg.id) ? old.siblings : old.siblings.concat([msg.id]);
@@ -372,6 +374,12 @@ export function stopAll() {
     }
   });
   thread.streamingId = null;
+}
+
+/** The message a new question follows: the end of the branch on screen. */
+export function lastMessageId() {
+  const last = thread.path[thread.path.length - 1];
+  return last ? last.id : null;
 }
 
 export function pendingAnswerId() {
