@@ -30,17 +30,22 @@ BATCH = 500
 
 
 def _seats_with_an_answerer(seat_ids: set[str]) -> set[str]:
-    """Seats that hold a live generation lease or wait in the slot line right now."""
+    """Seats that hold an unexpired generation lease or a live place in the slot line now.
+    Read by deadline, not membership: a dead process's lease stays listed until reclaimed."""
     manager = get_manager()
-    live_leases = manager.live_leases()
+    now = manager.server_time()
+    with redis_errors():
+        leases = manager.client.zrangebyscore(manager.keys.slots, now, "+inf")
+        waiters = manager.client.zrangebyscore(manager.keys.slot_waiters, now, "+inf")
+    live_leases = {_text(lease) for lease in leases}
     infos = manager.session_infos(sorted(seat_ids))
     busy = {sid for sid, info in infos.items() if info is not None and info.lease in live_leases}
-    with redis_errors():
-        waiters = manager.client.zrange(manager.keys.slot_queue, 0, -1)
-    for waiter in waiters:
-        text = waiter.decode() if isinstance(waiter, bytes) else str(waiter)
-        busy.add(text.split(":", 1)[0])  # waiter ids are "<seat id>:<n>"
+    busy.update(_text(waiter).split(":", 1)[0] for waiter in waiters)  # "<seat id>:<n>"
     return busy & seat_ids
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def messages_sweep(*, older_than_seconds: float | None = None) -> int:
