@@ -269,3 +269,30 @@ def test_a_conversation_outlives_its_seat_and_continues_with_the_next(alice):
         more.question.pk,
         more.answer.pk,
     ]
+
+
+def test_deleting_a_conversation_cancels_answers_not_started(alice):
+    sid = seat(alice)
+    asked = ask(alice, sid, "q")
+    conversations.conversation_delete(owner=alice, conversation_id=asked.conversation.pk)
+    assert messages.answer_next(seat_id=sid) is None
+    assert ChatMessage.objects.get(pk=asked.answer.pk).status == "cancelled"
+    assert ChatMessage.objects.get(pk=asked.question.pk).status == "cancelled"
+
+
+def test_the_models_context_is_the_path_not_the_other_branches(alice):
+    sid = seat(alice)
+    one = ask(alice, sid, "one")
+    finish(one.answer, "A1")
+    old = ask(alice, sid, "old branch", one.conversation)
+    finish(old.answer, "old answer")
+    new = messages.message_edit(owner=alice, seat_id=sid, message_id=old.question.pk, content="new")
+    turns = selectors.path_contents(
+        conversation_id=one.conversation.pk, up_to=new.answer.parent_id, limit=10
+    )
+    assert turns == [("user", "one"), ("assistant", "A1"), ("user", "new")]
+    # `limit` counts the question: one earlier turn kept.
+    short = selectors.path_contents(
+        conversation_id=one.conversation.pk, up_to=new.answer.parent_id, limit=2
+    )
+    assert short == [("assistant", "A1"), ("user", "new")]

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sessions_app import notifications
-from sessions_app.models import Conversation
+from sessions_app.models import ChatMessage, Conversation
 
 TITLE_MAX = 200
 
@@ -120,5 +120,9 @@ def conversation_delete(*, owner: Any, conversation_id: object) -> Any:
         conversation.status = Conversation.Status.DELETED
         conversation.updated_at = timezone.now()
         conversation.save(update_fields=["status", "updated_at"])
+        # Answers not started yet would spend a generation on a thread nobody can read.
+        conversation.messages.filter(status=ChatMessage.Status.PENDING).update(
+            status=ChatMessage.Status.CANCELLED
+        )
         conversation_announce(conversation)
     return conversation
