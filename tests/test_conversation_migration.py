@@ -80,3 +80,20 @@ def test_old_seats_become_conversations_with_nothing_lost():
     assert second.title == "again" and second.messages.get().parent_id is None
     bobs = Conversation.objects.get(owner_id=bob.pk)
     assert bobs.title == "" and bobs.messages.get().content == "note"
+
+
+def test_going_back_keeps_the_messages_with_their_seats():
+    from django.contrib.auth.models import User
+
+    from sessions_app.chat import messages
+    from sessions_app.gate import services
+
+    apps = migrate(NEW)
+    alice = User.objects.create_user("alice")
+    seat = services.session_open(user=alice).session_id
+    messages.message_ask(owner=alice, seat_id=seat, content="kept")
+    apps = migrate(OLD)
+    Message = apps.get_model("sessions_app", "ChatMessage")
+    assert sorted(Message.objects.values_list("content", flat=True)) == ["", "kept"]
+    assert {str(s) for s in Message.objects.values_list("session_id", flat=True)} == {seat}
+    migrate(NEW)
