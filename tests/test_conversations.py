@@ -296,3 +296,14 @@ def test_the_models_context_is_the_path_not_the_other_branches(alice):
         conversation_id=one.conversation.pk, up_to=new.answer.parent_id, limit=2
     )
     assert short == [("assistant", "A1"), ("user", "new")]
+
+
+def test_an_empty_conversation_is_named_by_its_first_question(alice):
+    conv = conversations.conversation_create(owner=alice)
+    assert conv.title == ""
+    ask(alice, seat(alice), "첫 질문이 제목이 됩니다", conv)
+    conv.refresh_from_db()
+    assert conv.title == "첫 질문이 제목이 됩니다"
+    ask(alice, seat(alice), "second question", conv)
+    conv.refresh_from_db()
+    assert conv.title == "첫 질문이 제목이 됩니다"

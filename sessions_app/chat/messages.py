@@ -136,6 +136,11 @@ def message_ask(
             conversation = conversation_get(
                 owner=owner, conversation_id=conversation_id, for_update=True
             )
+            if not conversation.title:
+                # Created empty (POST /api/chat/sessions, "new conversation"): the first
+                # question names it, as it names a conversation the socket creates.
+                conversation.title = title_from_question(content)
+                conversation.save(update_fields=["title"])
         rows = ChatMessage.objects.filter(conversation=conversation)
         if parent_id is not None:
             if not rows.filter(pk=parent_id).exists():
