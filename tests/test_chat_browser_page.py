@@ -186,7 +186,9 @@ def test_staff_reason_is_shown_leave_gone_and_the_staff_banner_is_never_covered(
     page.goto(server.url + "/")
     expect(page.locator("#banner-title")).to_contain_text("You are number", timeout=15_000)
     expect(page.locator("#leave-btn")).to_be_visible()
-    session_id = services.session_live_for_user(ChatSession.objects.get(user__username="closed").user)
+    session_id = services.session_live_for_user(
+        ChatSession.objects.get(user__username="closed").user
+    )
     services.session_close(
         session_id=session_id, reason=ChatSession.Reason.ADMIN, note="Please use the help desk."
     )

@@ -41,7 +41,9 @@ function onMessage(frame) {
   if (mine && !thread.conversationId && frame.conversation_id) {
     thread.conversationId = frame.conversation_id;
     app.dataset.conversation = frame.conversation_id;
-    go(frame.conversation_id, thread.title);
+    // conversation.updated may have come first: the sidebar already knows the title.
+    const known = sidebar.items.find((i) => i.session_id === frame.conversation_id);
+    go(frame.conversation_id, known ? known.title : thread.title);
   }
   if (concerns(frame)) onQuestion(frame);
   recorded(frame);
