@@ -270,3 +270,38 @@ def frames_of(page: Any) -> list[dict[str, Any]]:
 
     page.on("websocket", on_socket)
     return received
+
+
+def test_paused_admissions_say_the_place_is_kept_in_both_languages(
+    server: DaphneServer, browser: Any, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    services.limits_set(actor=None, max_active_sessions=1)
+    stack = ExitStack()
+    holder = hold_socket(stack, server, make_user("holder"))
+    pages = []
+    for name, locale in (("eun", "en-US"), ("ji", "ko-KR")):
+        context = logged_in_context(browser, server, make_user(name), locale=locale)
+        page = context.new_page()
+        page.goto(server.url + "/")
+        expect(page.locator("#banner-title")).not_to_have_text("Connecting…", timeout=15_000)
+        pages.append(page)
+    services.limits_set(actor=None, admissions_paused=True)
+    english, korean = (page.locator("#banner-title") for page in pages)
+    expect(english).to_have_text("Admissions are paused; your place is kept.", timeout=10_000)
+    expect(pages[0].locator("#banner-detail")).to_contain_text("You are number 1")
+    expect(pages[0].locator("#banner-detail")).not_to_contain_text("minute")
+    expect(korean).to_have_text(
+        "지금은 입장이 잠시 멈춰 있어요. 대기 순서는 그대로 유지됩니다.", timeout=10_000
+    )
+    expect(pages[1].locator("#banner-detail")).to_contain_text("대기 순번 2번")
+    shot(pages[1], artifacts_dir, "paused-ko")
+    # Resumed: the wait shows again with its estimate.
+    services.limits_set(actor=None, admissions_paused=False)
+    expect(english).to_contain_text("You are number 1", timeout=10_000)
+    holder.send(json.dumps({"type": "leave"}))
+    expect(english).to_have_text("It's your turn", timeout=10_000)
+    stack.close()
+    for page in pages:
+        page.context.close()

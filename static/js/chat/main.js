@@ -7,7 +7,7 @@ import { seat, applyStatus, expiring, sessionEnded, staffBanner, turnSeen, hideN
   queueElements } from "./queue.js";
 import { start, sendFrame, setConn, isPolling } from "./socket.js";
 import { sidebar, load as loadSidebar, upsert, setCurrent } from "./sidebar.js";
-import { thread, open, setTitle, hydrateLegacy, concerns, onQuestion, onStreamStart, onChunk,
+import { thread, open, setTitle, concerns, onQuestion, onStreamStart, onChunk,
   onStreamEnd, stopAll, pendingAnswerId, waitingQuestionId, lastMessageId, refreshActions } from "./thread.js";
 import { composer, setEnabled, showError, refused, recorded, ownsClientId, setStreaming,
   showWaiting, hideWaiting, setMaxLength, composerElements } from "./composer.js";
@@ -102,7 +102,7 @@ function handle(frame) {
         let id = frame.message_id !== undefined ? frame.message_id : pendingAnswerId();
         if (id === null) id = waitingQuestionId();
         showWaiting(frame.place, () => {
-          // Ids from the server are numbers; the legacy history's come from data attributes.
+          // The server wants a number (ids read back from the DOM would be strings).
           if (id !== null && id !== undefined) sendFrame({ type: "cancel", message_id: Number(id) });
           hideWaiting();
         });
@@ -211,7 +211,6 @@ if (initial) {
   open(initial);
 } else {
   setTitle("");
-  hydrateLegacy();
 }
 loadSidebar(false);
 start(handle);

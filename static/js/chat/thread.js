@@ -297,19 +297,6 @@ export function setTitle(title) {
   heading.textContent = thread.title || S.new_conversation_title;
 }
 
-/** History rendered by a server that has no conversations API yet: read, then drawn again
- * through the same path as live messages. */
-export function hydrateLegacy() {
-  const source = $("legacy-history");
-  if (!source) return;
-  thread.path = Array.from(source.content.querySelectorAll("li")).map((li) => normalize({
-    message_id: li.dataset.id, role: li.dataset.role, status: li.dataset.status,
-    content: li.textContent,
-  }));
-  renderAll();
-  scrollToEnd(false);
-}
-
 // --- live frames --------------------------------------------------------------------------
 
 /** Whether a frame belongs to the open conversation (frames without one: an older server). */
