@@ -193,7 +193,9 @@ def test_staff_reason_is_shown_leave_gone_and_the_staff_banner_is_never_covered(
         session_id=session_id, reason=ChatSession.Reason.ADMIN, note="Please use the help desk."
     )
     expect(page.locator("#notice-text")).to_contain_text("staff closed it", timeout=10_000)
-    expect(page.locator("#notice-note")).to_have_text("Staff's reason: Please use the help desk.")
+    note = page.locator("#notice-note")
+    expect(note).to_be_visible()
+    expect(note).to_have_text("Staff's reason: Please use the help desk.")
     expect(page.locator("#leave-btn")).to_be_hidden()
     shot(page, artifacts_dir, "staff-closed")
     stack.close()
