@@ -207,6 +207,7 @@ async def test_queued_person_cannot_chat() -> None:
         json.dumps({"content": "no type"}),
         json.dumps({"type": "message"}),
         json.dumps({"type": "message", "content": "   "}),
+        json.dumps({"type": "message", "content": "nul \u0000 inside"}),
         json.dumps({"type": "typing", "is_typing": "yes"}),
         json.dumps({"type": "cancel", "message_id": "seven"}),
         "[" * 3000,  # deeper than the JSON parser recurses: RecursionError, not JSONDecodeError

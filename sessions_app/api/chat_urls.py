@@ -14,5 +14,6 @@ urlpatterns = [
     re_path(r"^sessions/?$", chat_views.sessions_view, name="sessions"),
     re_path(rf"^sessions/{ID}/?$", chat_views.session_view, name="session"),
     re_path(rf"^sessions/{ID}/messages/?$", chat_views.messages_view, name="messages"),
+    re_path(r"^openapi\.json$", chat_views.openapi_view, name="openapi"),
     re_path(r"^(?P<rest>.*)$", chat_views.unknown_view),
 ]

@@ -9,6 +9,7 @@ so ids cannot be probed.
     PATCH  sessions/<id> {title?, status?}             -> the same, changed
     DELETE sessions/<id>                               -> {"session_id", "status": "deleted"}
     GET    sessions/<id>/messages?limit=&before=&leaf= -> one page of the thread shown
+    GET    openapi.json                                -> the OpenAPI description of the above
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sessions_app.api.auth import authenticate
+from sessions_app.api.chat_schema import chat_openapi_document
 from sessions_app.api.errors import bad_request, not_found
 from sessions_app.api.views import _json_body, endpoint
 from sessions_app.chat import conversations, selectors
@@ -29,7 +31,7 @@ METADATA_MAX_BYTES = 16 * 1024
 
 def _int_param(request: HttpRequest, name: str, default: int | None, low: int, high: int) -> Any:
     raw = request.GET.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -66,7 +68,7 @@ def _caller(request: HttpRequest, *, write: bool) -> Any:
 
 def sessions_list(request: HttpRequest) -> HttpResponse:
     owner = _caller(request, write=False)
-    status = request.GET.get("status") or Conversation.Status.ACTIVE
+    status = request.GET.get("status", Conversation.Status.ACTIVE)
     if status not in LISTABLE:
         raise bad_request('`status` must be "active" or "archived".')
     q = request.GET.get("q", "").strip()
@@ -87,7 +89,7 @@ def sessions_create(request: HttpRequest) -> HttpResponse:
     conversation = _change(
         conversations.conversation_create,
         owner=owner,
-        title=data.get("title") if data.get("title") is not None else "",
+        title=data.get("title"),
         metadata=metadata,
     )
     body = selectors.conversation_summary(conversation)
@@ -138,6 +140,10 @@ def session_messages(request: HttpRequest, session_id: str) -> HttpResponse:
     return JsonResponse(page)
 
 
+def openapi(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(chat_openapi_document(request.build_absolute_uri("/api/chat")))
+
+
 def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
     raise not_found(f"No API endpoint at {request.path}.")
 
@@ -145,4 +151,5 @@ def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
 sessions_view = endpoint(GET=sessions_list, POST=sessions_create)
 session_view = endpoint(GET=session_detail, PATCH=session_update, DELETE=session_delete)
 messages_view = endpoint(GET=session_messages)
+openapi_view = endpoint(GET=openapi)
 unknown_view = endpoint(GET=unknown, POST=unknown, PATCH=unknown, DELETE=unknown, PUT=unknown)

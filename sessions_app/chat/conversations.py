@@ -5,6 +5,7 @@ always "not found". Each change is pushed as `conversation.updated` to the perso
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -68,21 +69,24 @@ def conversation_announce(conversation: Any) -> None:
 def _clean_title(title: object) -> str:
     if not isinstance(title, str):
         raise InvalidChange("`title` must be text.")
-    cleaned = " ".join(title.split())
-    if len(cleaned) > TITLE_MAX:
+    if len(title) > TITLE_MAX:
         raise InvalidChange(f"`title` may have at most {TITLE_MAX} characters.")
-    return cleaned
+    if "\x00" in title:  # PostgreSQL text cannot hold NUL
+        raise InvalidChange("`title` must not contain NUL characters.")
+    return " ".join(title.split())
 
 
 def conversation_create(
-    *, owner: Any, title: object = "", metadata: object = None, announce: bool = True
+    *, owner: Any, title: object = None, metadata: object = None, announce: bool = True
 ) -> Any:
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
         raise InvalidChange("`metadata` must be a JSON object.")
+    if "\\u0000" in json.dumps(metadata):  # PostgreSQL jsonb cannot hold NUL
+        raise InvalidChange("`metadata` must not contain NUL characters.")
     conversation = Conversation.objects.create(
-        owner=owner, title=_clean_title(title or ""), metadata=metadata
+        owner=owner, title=_clean_title("" if title is None else title), metadata=metadata
     )
     if announce:
         conversation_announce(conversation)

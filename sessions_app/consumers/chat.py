@@ -179,7 +179,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _question_text(self, content: dict[str, Any], client_id: Any) -> str | None:
         text = content.get("content")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text.strip() or "\x00" in text:
             await self._error(
                 "BAD_REQUEST", "A message needs some text in `content`.", client_id=client_id
             )
