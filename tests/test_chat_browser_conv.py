@@ -282,3 +282,35 @@ def test_paging_edges(server: DaphneServer, browser: Any, pairs: int) -> None:
     pages_needed = max(1, -(-pairs * 2 // 30))
     assert len(requests) == pages_needed, requests  # no request past the last page
     context.close()
+
+
+def test_a_conversation_outlives_its_seat_and_continues_with_the_next(
+    server: DaphneServer, browser: Any, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context = logged_in_context(browser, server, make_user("tomorrow"))
+    page = context.new_page()
+    page.goto(server.url + "/")
+    expect(page.locator("#chat-input")).to_be_enabled(timeout=15_000)
+    ask(page, "remember this")
+    expect(page).to_have_url(re.compile(UUID_URL))
+    url = page.url
+    page.click("#leave-btn")
+    page.click("#confirm-ok")
+    expect(page.locator("#notice-text")).to_contain_text("you left", timeout=10_000)
+    # Still readable with no seat at all.
+    expect(page.locator(".msg-user .text")).to_have_text("remember this")
+    page.click("#rejoin-btn")  # a new seat, the same conversation
+    expect(page).to_have_url(url)
+    expect(page.locator("#chat-input")).to_be_enabled(timeout=15_000)
+    expect(page.locator(".msg-assistant .text")).to_have_text("Echo: remember this")
+    ask(page, "and this")
+    expect(page).to_have_url(url)
+    expect(page.locator(".msg-user .text")).to_have_text(["remember this", "and this"])
+    conv = Conversation.objects.get()
+    assert ChatMessage.objects.filter(conversation=conv).count() == 4
+    seats = set(ChatMessage.objects.filter(conversation=conv).values_list("seat_id", flat=True))
+    assert len(seats - {None}) == 2  # asked with two different seats
+    shot(page, artifacts_dir, "conv-next-seat")
+    context.close()
