@@ -314,3 +314,29 @@ def test_a_conversation_outlives_its_seat_and_continues_with_the_next(
     assert len(seats - {None}) == 2  # asked with two different seats
     shot(page, artifacts_dir, "conv-next-seat")
     context.close()
+
+
+def test_stop_reaches_the_answer_being_written_from_another_conversation(
+    server: DaphneServer, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    user = make_user("switcher")
+    other = conversation(user, "another one", 1, ago=timedelta(minutes=5))
+    context = logged_in_context(browser, server, user)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    expect(page.locator("#chat-input")).to_be_enabled(timeout=15_000)
+    page.fill("#chat-input", " ".join(f"w{i}" for i in range(1500)))  # about 15 s of answer
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".msg-assistant.streaming .text")).to_contain_text("w3", timeout=10_000)
+    page.locator(".conv-link", has_text="another one").click()
+    expect(page).to_have_url(f"{server.url}/c/{other.pk}/")
+    expect(page.locator("#stop-btn")).to_be_visible()
+    page.click("#stop-btn")
+    expect(page.locator("#stop-btn")).to_be_hidden(timeout=10_000)
+    page.go_back()
+    expect(page.locator(".msg-assistant .tag")).to_have_text("(stopped)", timeout=10_000)
+    stopped = ChatMessage.objects.get(sender_type="assistant", status="cancelled")
+    assert "w1499" not in stopped.content
+    context.close()

@@ -15,6 +15,7 @@ import { composer, setEnabled, showError, refused, recorded, ownsClientId, setSt
 const app = $("chat-app");
 const PATH = /^\/c\/([0-9a-fA-F-]{32,36})\/?$/;
 let typingSentAt = 0;
+let activeStream = null;  // the answer the seat is writing now, in whichever conversation
 
 function urlFor(id) { return id ? "/c/" + id + "/" : "/"; }
 
@@ -77,6 +78,7 @@ function handle(frame) {
       break;
     case "session.expiring": expiring(frame.seconds_left); break;
     case "session.closed":
+      activeStream = null;
       stopAll();
       setStreaming(false);
       hideWaiting();
@@ -86,16 +88,21 @@ function handle(frame) {
     case "message": onMessage(frame); break;
     case "conversation.updated": if (frame.conversation) onConversation(frame.conversation); break;
     case "stream_start":
+      // Stop follows the answer being written even after the reader opened another
+      // conversation: a seat writes one answer at a time.
+      activeStream = frame.message_id;
+      setStreaming(true);
       if (!concerns(frame)) break;
       hideWaiting();
       onStreamStart(frame);
-      setStreaming(true);
       break;
     case "stream_chunk": if (concerns(frame)) onChunk(frame); break;
     case "stream_end":
-      if (!concerns(frame)) break;
-      onStreamEnd(frame);
-      if (thread.streamingId === null) setStreaming(false);
+      if (String(activeStream) === String(frame.message_id)) {
+        activeStream = null;
+        setStreaming(false);
+      }
+      if (concerns(frame)) onStreamEnd(frame);
       break;
     case "system":
       if (frame.event === "waiting_for_capacity") {
@@ -137,7 +144,7 @@ composer.onSend = (text, clientId) => {
 };
 
 composer.onStop = () => {
-  if (thread.streamingId !== null) sendFrame({ type: "cancel", message_id: thread.streamingId });
+  if (activeStream !== null) sendFrame({ type: "cancel", message_id: activeStream });
 };
 
 thread.canGenerate = () => seat.state === "active" && !seat.ended;
