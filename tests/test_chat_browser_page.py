@@ -17,6 +17,7 @@ from urllib.request import urlopen
 
 import pytest
 
+from sessions_app import conf
 from sessions_app.gate import services
 from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatSession
@@ -83,6 +84,8 @@ def test_login_keeps_the_username_favicon_answers_and_dark_send_contrast(
     page.wait_for_url(server.url + "/")
     expect(page.locator("#send-btn")).to_be_visible()
     assert contrast(page, "#send-btn") >= 4.5
+    limit = str(conf.get("MAX_MESSAGE_CHARS"))
+    expect(page.locator("#chat-input")).to_have_attribute("maxlength", limit)
     shot(page, artifacts_dir, "dark")
     context.close()
 
