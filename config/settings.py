@@ -187,7 +187,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/"
+# Staff land on the console, everyone else on the chat page (views/chat.py after_login).
+LOGIN_REDIRECT_URL = "/welcome"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # --- Languages: the people are mostly Korean speakers; English is the fallback.

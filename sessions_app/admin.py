@@ -24,9 +24,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from sessions_app.chat import admin as chat_admin  # noqa: F401  (conversations, messages)
 from sessions_app.forms import CloseForm
 from sessions_app.gate import services
-from sessions_app.models import ApiToken, AuditEvent, ChatMessage, ChatSession, GateSettings
+from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings
 
 admin.site.site_header = gettext_lazy("chatgate administration")
 admin.site.site_title = "chatgate"
@@ -212,15 +213,6 @@ class ChatSessionAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[ChatSession]
     ) -> TemplateResponse | None:
         return self._promote(request, queryset, "front")
-
-
-@admin.register(ChatMessage)
-class ChatMessageAdmin(ReadOnlyAdmin):
-    list_display = ("session", "sequence", "role", "status", "tokens", "latency_ms", "created_at")
-    list_filter = ("role", "status")
-    search_fields = ("session__user__username", "content")
-    list_select_related = ("session__user",)
-    date_hierarchy = "created_at"
 
 
 class GateSettingsForm(forms.ModelForm):

@@ -97,6 +97,7 @@ class Entry:
     state: str = ""  # what it was last told: "queued" | "active" | "closed" | "none" | ""
     position: int = 0
     eta_minutes: int | None = None
+    paused: bool = False  # admissions were paused when it was last told
     warned_deadline: float = 0.0  # the idle deadline it was last warned about
     sent_at: float = -1e9  # loop time of the last status frame
     moved_at: float = -1e9  # loop time of the last frame that changed its place or state
@@ -112,8 +113,8 @@ def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return database_sync_to_async(fn, thread_sensitive=False)  # type: ignore[no-any-return]
 
 
-def _read_queue() -> tuple[list[str], float]:
-    return get_manager().queue_order(), selectors.departure_rate()
+def _read_queue() -> tuple[list[str], float, bool]:
+    return get_manager().queue_order(), selectors.departure_rate(), selectors.admissions_paused()
 
 
 def _read_deadlines() -> tuple[dict[str, float], float, float]:
@@ -184,6 +185,7 @@ class Registry:
             entry.state = status.state
             entry.position = status.position
             entry.eta_minutes = eta_minutes(status.eta_seconds)
+            entry.paused = status.paused
             entry.sent_at = now
         await sock.send_frame(status_frame(status, version))
         self.frames_sent += 1
@@ -217,7 +219,7 @@ class Registry:
         deferred_until: float | None = None
         started = time.perf_counter()
         version = next_version()
-        order, rate = await _db(_read_queue)()
+        order, rate, paused = await _db(_read_queue)()
         read_ms = (time.perf_counter() - started) * 1000
         self.flushes += 1
         places = {session_id: place for place, session_id in enumerate(order, start=1)}
@@ -230,7 +232,7 @@ class Registry:
                 if entry.state in ("queued", ""):
                     left_queue.append(sock)  # promoted or closed: read it alone (rare)
                 continue
-            if entry.state == "queued" and entry.position == place:
+            if entry.state == "queued" and entry.position == place and entry.paused == paused:
                 if entry.eta_minutes == eta_minutes(eta.eta_seconds(place, rate)):
                     continue
                 if entry.sent_at > now - ETA_ONLY_INTERVAL:
@@ -264,6 +266,7 @@ class Registry:
                 position=place,
                 ahead=place - 1,
                 eta_seconds=eta.eta_seconds(place, rate),
+                paused=paused,
             )
             if await self.send_status(sock, status, version):
                 sent += 1

@@ -30,6 +30,12 @@ def session_group(session_id: str) -> str:
     return f"gate.session.{session_id}"
 
 
+def user_group(user_id: object) -> str:
+    """Every open chat page of one person: conversations and their messages are the person's,
+    not the seat's, so a rename over HTTP or an answer reaches all of them."""
+    return f"chat.user.{user_id}"
+
+
 class _Sender:
     """Sends from synchronous code (services run in worker threads) on ONE event loop per
     process, kept in a daemon thread. The channel layer's Redis pool lives on that loop and is
@@ -120,6 +126,11 @@ def session_closed(session_id: str, reason: str, note: str = "") -> None:
         session_group(session_id),
         {"type": "session.closed", "session_id": session_id, "reason": reason, "note": note},
     )
+
+
+def chat_frame(user_id: object, frame: dict[str, Any]) -> None:
+    """A chat frame (`conversation.updated`, ...) to every open page of the person."""
+    _send(user_group(user_id), {"type": "chat.frame", "frame": frame})
 
 
 def queue_changed() -> None:

@@ -167,7 +167,11 @@ async def test_openai_stream_can_be_cancelled_mid_answer(model_server: FakeModel
 
 async def test_echo_is_deterministic_and_counts_tokens() -> None:
     pieces, end = await collect(EchoBackend(token_delay=0), [ChatTurn("user", "a  b c")])
-    assert pieces == ["Echo:", " a", " b", " c"] == echo_reply("a  b c")
+    assert pieces == ["Echo:", " a", "  b", " c"] == echo_reply("a  b c")
+    # Whitespace as written: Markdown's line structure survives the echo.
+    assert "".join(echo_reply("  # Title\n\n| a | b |\n|---|---|\n```py\nx = 1\n```\n")) == (
+        "Echo: # Title\n\n| a | b |\n|---|---|\n```py\nx = 1\n```"
+    )
     assert end.tokens == 4
     empty, _ = await collect(EchoBackend(token_delay=0), [ChatTurn("user", "   ")])
     assert "".join(empty) == "Echo: (empty)"

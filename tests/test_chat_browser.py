@@ -109,8 +109,15 @@ def test_twenty_one_people_the_last_waits_is_promoted_and_chats(
     assert "#1 in line" in page.title()
     shot(page, artifacts_dir, "1-queued")
 
+    first.click("#leave-btn")  # Leave asks first: Cancel keeps the seat
+    expect(first.locator("#confirm-dialog")).to_be_visible()
+    first.click("#confirm-cancel")
+    first.wait_for_timeout(500)
+    assert get_manager().counts()["active"] == 20
     first.click("#leave-btn")
+    first.click("#confirm-ok")
     expect(first.locator("#notice-text")).to_contain_text("you left", timeout=10_000)
+    expect(first.locator("#leave-btn")).to_be_hidden()  # nothing left to leave
     shot(first, artifacts_dir, "2-left")
 
     expect(title).to_have_text("It's your turn", timeout=10_000)
@@ -169,8 +176,11 @@ def test_korean_mobile_dark_page_and_polling_fallback(
     assert page.locator("html").get_attribute("lang") == "ko"
     expect(page.locator("#banner-title")).to_contain_text("대기 순번 1번", timeout=15_000)
     expect(page.locator("#leave-btn")).to_have_text("나가기")
+    # The queue box sits in the page's flow at the top, fully on screen, above the thread.
     box = page.locator("#queue-banner").bounding_box()
-    assert box is not None and box["y"] + box["height"] >= 844 - 2  # pinned to the bottom
+    head = page.locator(".chat-head").bounding_box()
+    assert box is not None and head is not None
+    assert box["y"] >= 0 and box["y"] + box["height"] <= head["y"]
     shot(page, artifacts_dir, "6-korean-mobile-dark")
 
     # WebSockets blocked: the page falls back to polling the JSON endpoint every 5 s.

@@ -171,13 +171,14 @@ async def test_a_message_is_recorded_and_streamed_back() -> None:
     assert [c["index"] for c in chunks] == list(range(len(chunks)))
     end = frames[-1]
     assert end["status"] == "done" and end["tokens_used"] == len(chunks)
-    rows = await database_sync_to_async(
-        lambda: list(ChatMessage.objects.order_by("sequence").values())
-    )()
-    assert [(r["sequence"], r["role"], r["status"]) for r in rows] == [
-        (1, "user", "done"),
-        (2, "assistant", "done"),
+    rows = await database_sync_to_async(lambda: list(ChatMessage.objects.order_by("pk").values()))()
+    assert [(r["sender_type"], r["status"]) for r in rows] == [
+        ("user", "done"),
+        ("assistant", "done"),
     ]
+    assert rows[1]["parent_id"] == rows[0]["id"] == frames[0]["message_id"]
+    assert frames[0]["answer_id"] == rows[1]["id"] == end["message_id"]
+    assert frames[0]["conversation_id"] == str(rows[0]["conversation_id"])
     assert rows[1]["content"] == "Echo: hello there" and rows[1]["latency_ms"] is not None
     assert get_manager().counts()["in_flight"] == 0
     await a.disconnect()
@@ -206,6 +207,7 @@ async def test_queued_person_cannot_chat() -> None:
         json.dumps({"content": "no type"}),
         json.dumps({"type": "message"}),
         json.dumps({"type": "message", "content": "   "}),
+        json.dumps({"type": "message", "content": "nul \u0000 inside"}),
         json.dumps({"type": "typing", "is_typing": "yes"}),
         json.dumps({"type": "cancel", "message_id": "seven"}),
         "[" * 3000,  # deeper than the JSON parser recurses: RecursionError, not JSONDecodeError
@@ -257,7 +259,7 @@ async def test_more_than_the_rate_gets_rate_limit_with_retry_after(settings: Any
         await a.send_json_to({"type": "message", "content": text})
     error = await next_of(a, "error")
     assert error["code"] == "RATE_LIMIT" and 1 <= error["retry_after"] <= 60
-    assert await database_sync_to_async(ChatMessage.objects.filter(role="user").count)() == 2
+    assert await database_sync_to_async(ChatMessage.objects.filter(sender_type="user").count)() == 2
     await a.disconnect()
 
 
@@ -294,8 +296,10 @@ async def test_capacity_timeout_after_waiting_in_line() -> None:
     assert waiting["event"] == "waiting_for_capacity" and waiting["place"] == 1
     error = await next_of(a, "error", timeout=5)
     assert error["code"] == "CAPACITY_TIMEOUT"
-    question = await database_sync_to_async(ChatMessage.objects.get)(role="user")
-    assert question.status == "failed"
+    question = await database_sync_to_async(ChatMessage.objects.get)(sender_type="user")
+    answer = await database_sync_to_async(ChatMessage.objects.get)(sender_type="assistant")
+    assert question.status == "failed" and answer.status == "failed"
+    assert error["message_id"] == waiting["message_id"] == answer.pk
     assert get_manager().counts()["waiting_queries"] == 0
     await a.disconnect()
     await b.disconnect()
@@ -335,12 +339,12 @@ async def test_two_tabs_are_answered_one_at_a_time_in_order(settings: Any) -> No
         frames.append(await tab1.receive_json_from(timeout=10))
     streaming = None
     answered = []
-    by_id = {f["message_id"]: f["content"] for f in frames if f["type"] == "message"}
+    by_id = {f["answer_id"]: f["content"] for f in frames if f["type"] == "message"}
     for f in frames:
         if f["type"] == "stream_start":
             assert streaming is None, "two answers streamed at once"
             streaming = f["message_id"]
-            answered.append(by_id[f["reply_to"]])
+            answered.append(by_id[f["message_id"]])
         elif f["type"] == "stream_end":
             assert f["message_id"] == streaming
             streaming = None

@@ -194,26 +194,21 @@ def test_a_live_server_records_and_reports_the_same_truth(daphne_server: DaphneS
 
 
 def test_chat_services_feed_the_chat_counters_and_generation_histogram() -> None:
-    from sessions_app.models import ChatMessage
+    from sessions_app.models import ChatMessage, ChatSession
 
     sid = open_for("alice")
-    question = messages.chat_message_add(session_id=sid, content="hello")
-    answer = messages.chat_answer_start(session_id=sid)
-    messages.chat_answer_finish(
-        question_id=question.pk,
-        answer_id=answer.pk,
-        content="hi",
-        status=ChatMessage.Status.DONE,
-        latency_ms=1500,
+    owner = ChatSession.objects.get(pk=sid).user
+    asked = messages.message_ask(owner=owner, seat_id=sid, content="hello")
+    messages.answer_begin(answer_id=asked.answer.pk)
+    messages.answer_finish(
+        answer_id=asked.answer.pk, content="hi", status=ChatMessage.Status.DONE, latency_ms=1500
     )
-    failed = messages.chat_message_add(session_id=sid, content="again")
-    answer = messages.chat_answer_start(session_id=sid)
-    messages.chat_answer_finish(
-        question_id=failed.pk,
-        answer_id=answer.pk,
-        content="",
-        status=ChatMessage.Status.FAILED,
-        latency_ms=200,
+    failed = messages.message_ask(
+        owner=owner, seat_id=sid, content="again", conversation_id=str(asked.conversation.pk)
+    )
+    messages.answer_begin(answer_id=failed.answer.pk)
+    messages.answer_finish(
+        answer_id=failed.answer.pk, content="", status=ChatMessage.Status.FAILED, latency_ms=200
     )
     families = parse(Client().get("/metrics").content.decode())
     assert sample(families, "chatgate_chat_messages_total") == 2

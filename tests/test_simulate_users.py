@@ -102,7 +102,7 @@ def test_people_log_in_and_chat_over_the_socket(daphne_server, redis_url):
     assert report["served"] == 20 and report["errors"] == 0, text
     assert report["waited"] == 15, text
     assert max(monitor.samples) == 5
-    assert ChatMessage.objects.filter(role="assistant", status="done").count() == 20
+    assert ChatMessage.objects.filter(sender_type="assistant", status="done").count() == 20
     assert ChatSession.objects.filter(close_reason="user", opened_via="page").count() == 20
     # The logins minted for the rehearsal are gone afterwards.
     assert not Session.objects.exists()

@@ -1,134 +1,300 @@
-"""Chat messages of a seat: recorded as asked, answered one at a time in the order sent."""
+"""Chat messages: asking, regenerating, editing, cancelling, and recording how answers end.
+
+Pairing: recording a question creates its answer placeholder (pending, parent = the question)
+in the same transaction, and the next question follows that placeholder, so q1, a1, q2, a2
+pair right even when questions are sent back to back. Regenerate adds a sibling of the answer,
+edit a sibling of the question (plus its placeholder): nothing earlier changes.
+
+A seat's answers are produced one at a time, in pk order of its pending placeholders (across
+all the person's conversations), by whoever holds the seat's generation slot (answering.py).
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from sessions_app import metrics
+from sessions_app.chat.conversations import (
+    conversation_announce,
+    conversation_create,
+    conversation_get,
+)
 from sessions_app.gate.services import NotActive, session_touch
+from sessions_app.models import ChatMessage, Conversation
+from sessions_app.models.conversations import title_from_question
+
+ANSWERING = (ChatMessage.Status.PENDING, ChatMessage.Status.STREAMING)
 
 
-def _next_sequence(session_id: str) -> int:
-    from django.db.models import Max
-
-    from sessions_app.models import ChatMessage
-
-    top = ChatMessage.objects.filter(session_id=uuid.UUID(str(session_id))).aggregate(
-        top=Max("sequence")
-    )["top"]
-    return int(top or 0) + 1
+class MessageNotFound(LookupError):
+    """No such message in the person's conversations (another person's id looks the same)."""
 
 
-def _message_create(*, session_id: str, role: str, content: str, status: str) -> Any:
-    """Appends one message with the next sequence number (retried if two writers race)."""
-    from django.db import IntegrityError
-
-    from sessions_app.models import ChatMessage
-
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                return ChatMessage.objects.create(
-                    session_id=session_id,
-                    sequence=_next_sequence(session_id),
-                    role=role,
-                    content=content,
-                    status=status,
-                )
-        except IntegrityError:
-            continue
-    raise RuntimeError(f"could not allocate a message sequence for session {session_id}")
+class WrongMessage(ValueError):
+    """The message exists but the action does not apply to it; the text says why."""
 
 
-def chat_message_add(*, session_id: str, content: str) -> Any:
-    """Records the person's message as waiting for an answer; counts as chat activity.
+@dataclass(frozen=True)
+class Asked:
+    question: Any
+    answer: Any
+    conversation: Any
+    created: bool = False
 
-    Raises NotActive unless the session is active (queued people cannot chat yet).
-    """
-    touched = session_touch(session_id=session_id, kind="activity")
-    if touched.state != "active":
-        raise NotActive(session_id)
-    from sessions_app.models import ChatMessage
 
-    message = _message_create(
-        session_id=session_id,
-        role=ChatMessage.Role.USER,
+def _require_active(seat_id: str) -> None:
+    """Counts as chat activity; raises NotActive unless the seat is active."""
+    if session_touch(session_id=seat_id, kind="activity").state != "active":
+        raise NotActive(seat_id)
+
+
+def _message_of(owner: Any, message_id: object) -> Any:
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise MessageNotFound(str(message_id))
+    found = (
+        ChatMessage.objects.select_related("conversation")
+        .filter(pk=message_id, conversation__owner=owner)
+        .exclude(conversation__status=Conversation.Status.DELETED)
+        .first()
+    )
+    if found is None:
+        raise MessageNotFound(str(message_id))
+    return found
+
+
+def _record(
+    *, conversation: Any, seat_id: str, parent_id: int | None, content: str, edited: bool
+) -> tuple[Any, Any]:
+    """Question + answer placeholder; the conversation is locked by the caller."""
+    now = timezone.now()
+    question = ChatMessage.objects.create(
+        conversation=conversation,
+        seat_id=seat_id,
+        parent_id=parent_id,
+        sender_type=ChatMessage.Role.USER,
         content=content,
         status=ChatMessage.Status.PENDING,
+        edited=edited,
+        edited_at=now if edited else None,
+        created_at=now,
     )
+    answer = _placeholder(conversation=conversation, seat_id=seat_id, parent_id=question.pk)
+    return question, answer
+
+
+def _placeholder(*, conversation: Any, seat_id: str, parent_id: int) -> Any:
+    now = timezone.now()
+    answer = ChatMessage.objects.create(
+        conversation=conversation,
+        seat_id=seat_id,
+        parent_id=parent_id,
+        sender_type=ChatMessage.Role.ASSISTANT,
+        status=ChatMessage.Status.PENDING,
+        created_at=now,
+    )
+    conversation.last_message_at = now
+    conversation.updated_at = now
+    if conversation.status == Conversation.Status.ARCHIVED:
+        conversation.status = Conversation.Status.ACTIVE  # asking again brings it back
+    conversation.save(update_fields=["last_message_at", "updated_at", "status"])
+    conversation_announce(conversation)
+    return answer
+
+
+def message_ask(
+    *,
+    owner: Any,
+    seat_id: str,
+    content: str,
+    conversation_id: object = None,
+    parent_id: object = None,
+) -> Asked:
+    """Records a question (and its answer placeholder) in a conversation of the person, or in a
+    new one titled from the question. It follows `parent_id` when given (a message of that
+    conversation), else the conversation's newest message (always a leaf: children have larger
+    pks). Raises NotActive without an active seat, ConversationNotFound, MessageNotFound."""
+    if conversation_id is not None:
+        conversation_get(owner=owner, conversation_id=conversation_id)  # 404 before any write
+    if parent_id is not None and (
+        conversation_id is None or not isinstance(parent_id, int) or isinstance(parent_id, bool)
+    ):
+        raise MessageNotFound(str(parent_id))
+    _require_active(seat_id)
+    with transaction.atomic():
+        created = conversation_id is None
+        if created:
+            conversation = conversation_create(
+                owner=owner, title=title_from_question(content), announce=False
+            )
+        else:
+            # Locked: two questions sent back to back both follow the newest message in turn.
+            conversation = conversation_get(
+                owner=owner, conversation_id=conversation_id, for_update=True
+            )
+            if not conversation.title:
+                # Created empty (POST /api/chat/sessions, "new conversation"): the first
+                # question names it, as it names a conversation the socket creates.
+                conversation.title = title_from_question(content)
+                conversation.save(update_fields=["title"])
+        rows = ChatMessage.objects.filter(conversation=conversation)
+        if parent_id is not None:
+            if not rows.filter(pk=parent_id).exists():
+                raise MessageNotFound(str(parent_id))
+            follows: int | None = parent_id
+        else:
+            follows = rows.order_by("-pk").values_list("pk", flat=True).first()
+        question, answer = _record(
+            conversation=conversation,
+            seat_id=seat_id,
+            parent_id=follows,
+            content=content,
+            edited=False,
+        )
     metrics.chat_event("chat_messages")
-    return message
+    return Asked(question=question, answer=answer, conversation=conversation, created=created)
 
 
-def chat_question_next(*, session_id: str) -> Any:
-    """The oldest unanswered message of the session. Call it only while holding the
-    session's generation slot: one lease per session makes the holder the only answerer,
-    so messages from two tabs on two processes are answered one at a time, in order."""
-    from sessions_app.models import ChatMessage
+def message_regenerate(*, owner: Any, seat_id: str, message_id: object) -> Asked:
+    """A new answer to the same question: a sibling of the answer `message_id`."""
+    earlier = _message_of(owner, message_id)
+    if earlier.sender_type != ChatMessage.Role.ASSISTANT or earlier.parent_id is None:
+        raise WrongMessage("Only an answer can be regenerated.")
+    if earlier.status in ANSWERING:
+        raise WrongMessage("That answer is still being written.")
+    _require_active(seat_id)
+    with transaction.atomic():
+        conversation = conversation_get(
+            owner=owner, conversation_id=earlier.conversation_id, for_update=True
+        )
+        answer = _placeholder(
+            conversation=conversation, seat_id=seat_id, parent_id=earlier.parent_id
+        )
+        ChatMessage.objects.filter(pk=earlier.parent_id).update(status=ChatMessage.Status.PENDING)
+    question = ChatMessage.objects.get(pk=earlier.parent_id)
+    return Asked(question=question, answer=answer, conversation=conversation)
 
+
+def message_edit(*, owner: Any, seat_id: str, message_id: object, content: str) -> Asked:
+    """Asks again with new text: a sibling of the question `message_id` and its placeholder."""
+    earlier = _message_of(owner, message_id)
+    if earlier.sender_type != ChatMessage.Role.USER:
+        raise WrongMessage("Only a question can be edited.")
+    _require_active(seat_id)
+    with transaction.atomic():
+        conversation = conversation_get(
+            owner=owner, conversation_id=earlier.conversation_id, for_update=True
+        )
+        question, answer = _record(
+            conversation=conversation,
+            seat_id=seat_id,
+            parent_id=earlier.parent_id,
+            content=content,
+            edited=True,
+        )
+    metrics.chat_event("chat_messages")
+    return Asked(question=question, answer=answer, conversation=conversation)
+
+
+def answer_next(*, seat_id: str) -> Any:
+    """The seat's oldest pending placeholder. Call it only while holding the seat's generation
+    slot: one lease per seat makes the holder the only answerer, so questions from two tabs on
+    two processes are answered one at a time, in the order they were recorded."""
     return (
         ChatMessage.objects.filter(
-            session_id=uuid.UUID(str(session_id)),
-            role=ChatMessage.Role.USER,
+            seat_id=uuid.UUID(str(seat_id)),
+            sender_type=ChatMessage.Role.ASSISTANT,
             status=ChatMessage.Status.PENDING,
         )
-        .order_by("sequence")
+        .order_by("pk")
         .first()
     )
 
 
-def chat_answer_start(*, session_id: str) -> Any:
-    from sessions_app.models import ChatMessage
-
-    return _message_create(
-        session_id=session_id,
-        role=ChatMessage.Role.ASSISTANT,
-        content="",
-        status=ChatMessage.Status.PENDING,
+def answer_begin(*, answer_id: int) -> bool:
+    """pending → streaming; False when it was cancelled meanwhile (then it is not answered)."""
+    return bool(
+        ChatMessage.objects.filter(pk=answer_id, status=ChatMessage.Status.PENDING).update(
+            status=ChatMessage.Status.STREAMING
+        )
     )
 
 
-def chat_answer_finish(
+def answer_finish(
     *,
-    question_id: int,
-    answer_id: int | None,
+    answer_id: int,
     content: str,
     status: str,
-    tokens: int = 0,
+    tokens_used: int = 0,
     latency_ms: int | None = None,
+    started: bool = True,
 ) -> None:
-    """Records how an answer ended: done, cancelled (Stop) or failed; the question with it."""
-    from sessions_app.models import ChatMessage
-
+    """Records how an answer ended (done, cancelled, failed); its question takes the same status.
+    `started=False`: it never reached the model (no slot in time)."""
     with transaction.atomic():
-        ChatMessage.objects.filter(pk=question_id).update(status=status)
-        if answer_id is not None:
-            ChatMessage.objects.filter(pk=answer_id).update(
-                content=content, status=status, tokens=tokens, latency_ms=latency_ms
-            )
+        answer = ChatMessage.objects.filter(pk=answer_id, status__in=ANSWERING).first()
+        if answer is None:
+            return  # already ended (cancelled before it started, or swept)
+        answer.content = content
+        answer.status = status
+        answer.tokens_used = tokens_used
+        answer.latency_ms = latency_ms
+        answer.save(update_fields=["content", "status", "tokens_used", "latency_ms"])
+        if answer.parent_id is not None:
+            question = ChatMessage.objects.filter(pk=answer.parent_id, status__in=ANSWERING)
+            question.update(status=status)
     # For /metrics (Redis, so every process reports the same totals); never fails the call.
     event = None
     if status == ChatMessage.Status.FAILED:
-        event = "backend_errors" if answer_id is not None else "capacity_timeouts"
+        event = "backend_errors" if started else "capacity_timeouts"
     elif status == ChatMessage.Status.CANCELLED:
         event = "cancelled"
-    seconds = latency_ms / 1000 if answer_id is not None and latency_ms is not None else None
+    seconds = latency_ms / 1000 if started and latency_ms is not None else None
     if seconds is not None or event is not None:
         metrics.answer_observe(seconds=seconds, event=event)
 
 
-def chat_question_cancel(*, session_id: str, message_id: int) -> bool:
-    """Stop before the answer started: the waiting message will not be answered."""
-    from sessions_app.models import ChatMessage
+@dataclass(frozen=True)
+class Cancelled:
+    conversation_id: str
+    not_started: list[int]  # placeholders now cancelled (never answered)
+    streaming: list[int]  # answers being written: whoever streams them must stop
 
-    return bool(
-        ChatMessage.objects.filter(
-            pk=message_id,
-            session_id=uuid.UUID(str(session_id)),
-            role=ChatMessage.Role.USER,
-            status=ChatMessage.Status.PENDING,
-        ).update(status=ChatMessage.Status.CANCELLED)
+
+def message_cancel(*, owner: Any, message_id: object) -> Cancelled:
+    """Stop: a question's or an answer's id. Not started → cancelled here; streaming → listed,
+    so the caller can tell the answerer (on whichever process) to stop."""
+    message = _message_of(owner, message_id)
+    if message.sender_type == ChatMessage.Role.ASSISTANT:
+        answers = ChatMessage.objects.filter(pk=message.pk)
+    else:
+        answers = ChatMessage.objects.filter(
+            parent_id=message.pk, sender_type=ChatMessage.Role.ASSISTANT
+        )
+    not_started: list[int] = []
+    streaming: list[int] = []
+    with transaction.atomic():
+        for answer in answers.filter(status__in=ANSWERING).select_for_update():
+            if answer.status == ChatMessage.Status.PENDING:
+                not_started.append(answer.pk)
+            else:
+                streaming.append(answer.pk)
+        if not_started:
+            ChatMessage.objects.filter(pk__in=not_started).update(
+                status=ChatMessage.Status.CANCELLED
+            )
+            parents = ChatMessage.objects.filter(pk__in=not_started).values("parent_id")
+            ChatMessage.objects.filter(pk__in=parents, status=ChatMessage.Status.PENDING).update(
+                status=ChatMessage.Status.CANCELLED
+            )
+    return Cancelled(
+        conversation_id=str(message.conversation_id), not_started=not_started, streaming=streaming
     )
+
+
+def answers_pending(*, seat_id: str) -> bool:
+    return answer_next(seat_id=seat_id) is not None

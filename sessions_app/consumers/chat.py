@@ -1,15 +1,17 @@
-"""The person's `/ws/chat/` socket: their place in the queue, then their chat (DESIGN.md §3).
+"""The person's `/ws/chat/` socket: their place in the queue, then their conversations
+(DESIGN.md §3; the frames are in the conversations contract, README "Conversations").
 
-Connecting opens or resumes the person's session and answers with `queue.status` at once.
-Positions come from this process's fan-out registry (fanout.py); per-person events
-(`session.activated`, `session.closed`) and the chat itself go through the session's group, so
-every tab of the person, on any server process, sees the same conversation.
+Connecting opens or resumes the person's seat and answers with `queue.status` at once.
+Positions come from this process's fan-out registry (fanout.py); seat events
+(`session.activated`, `session.closed`) go through the seat's group, and chat frames through
+the person's group, so every page of the person, on any server process, sees the same thing.
 
-Answers: each `message` is recorded as pending and "kicks" this socket's worker, which takes the
-session's generation slot and answers the session's *oldest* pending message. The slot engine
-grants one lease per session at a time, in ticket order, so messages from two tabs on two
-processes are answered one at a time, in the order they were recorded. Capacity is never freed
-by `disconnect` alone: leases expire and presence stops being renewed when a process dies.
+Answers: each question is recorded with its answer placeholder and "kicks" this socket's
+worker, which runs the answering loop (chat/answering.py): it takes the seat's generation slot
+and answers the seat's *oldest* pending placeholder. The slot engine grants one lease per seat
+at a time, in ticket order, so questions from two tabs on two processes are answered one at a
+time, in the order they were recorded. Capacity is never freed by `disconnect` alone: leases
+expire and presence stops being renewed when a process dies.
 """
 
 from __future__ import annotations
@@ -17,25 +19,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from sessions_app import conf, notifications
-from sessions_app.chat import generation, messages
-from sessions_app.chat.backends import BackendError, ChatTurn, StreamEnd, get_backend
+from sessions_app.chat import answering, messages
+from sessions_app.chat.conversations import ConversationNotFound
 from sessions_app.consumers import base
 from sessions_app.consumers.base import GuardedJsonConsumer
 from sessions_app.fanout import Registry, fanout_mode, get_registry, next_version
 from sessions_app.gate import selectors, services
 from sessions_app.gate.admission import GateUnavailable
-from sessions_app.models import ChatMessage
 from sessions_app.ratelimit import rate_check
 
 logger = logging.getLogger(__name__)
 
-CLIENT_TYPES = ("message", "typing", "cancel", "heartbeat", "leave")
+CLIENT_TYPES = ("message", "regenerate", "edit", "typing", "cancel", "heartbeat", "leave")
 # Close codes (4000-4999 are the application's): the page does not reconnect after these.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4000
@@ -45,20 +45,6 @@ UNAVAILABLE_RETRY_SECONDS = 5
 HEARTBEAT_MIN_INTERVAL = 1.0
 
 db = database_sync_to_async
-
-
-def _history_turns(session_id: str, question_id: int, limit: int) -> list[ChatTurn]:
-    """Recent answered turns as context, ending with the question being answered."""
-    rows = list(
-        ChatMessage.objects.filter(
-            session_id=uuid.UUID(str(session_id)), status=ChatMessage.Status.DONE
-        )
-        .exclude(role=ChatMessage.Role.SYSTEM)
-        .order_by("-sequence")[: max(limit - 1, 0)]
-    )
-    rows.reverse()
-    question = ChatMessage.objects.get(pk=question_id)
-    return [ChatTurn(r.role, r.content) for r in rows] + [ChatTurn("user", question.content)]
 
 
 class ChatConsumer(GuardedJsonConsumer):
@@ -102,9 +88,6 @@ class ChatConsumer(GuardedJsonConsumer):
         self.registry: Registry | None = None
         self.worker: asyncio.Task[None] | None = None
         self.runs_wanted = 0
-        # (question id, answer id, streaming task, stop requested) of the answer in progress
-        self.current: tuple[int, int, asyncio.Task[None]] | None = None
-        self.stop_requested = False
         try:
             outcome = await db(services.session_open)(user=user, via="page")
         except GateUnavailable:
@@ -117,6 +100,7 @@ class ChatConsumer(GuardedJsonConsumer):
         await self.channel_layer.group_add(
             notifications.session_group(self.session_id), self.channel_name
         )
+        await self.channel_layer.group_add(notifications.user_group(user.pk), self.channel_name)
         if fanout_mode() == "plain":
             await self.channel_layer.group_add(notifications.QUEUE_GROUP, self.channel_name)
         else:
@@ -124,10 +108,10 @@ class ChatConsumer(GuardedJsonConsumer):
             self.registry.add(self)
         await self._send_status()
         await self._touch("presence")
-        if outcome.state == "active" and await db(messages.chat_question_next)(
-            session_id=self.session_id
+        if outcome.state == "active" and await db(messages.answers_pending)(
+            seat_id=self.session_id
         ):
-            self._kick()  # a message left unanswered by a closed tab
+            self._kick()  # a question left unanswered by a closed tab
 
     async def disconnect(self, code: int) -> None:
         if not self.session_id:
@@ -136,6 +120,9 @@ class ChatConsumer(GuardedJsonConsumer):
         try:
             await self.channel_layer.group_discard(
                 notifications.session_group(self.session_id), self.channel_name
+            )
+            await self.channel_layer.group_discard(
+                notifications.user_group(self.user.pk), self.channel_name
             )
             if fanout_mode() == "plain":
                 await self.channel_layer.group_discard(notifications.QUEUE_GROUP, self.channel_name)
@@ -155,10 +142,53 @@ class ChatConsumer(GuardedJsonConsumer):
             await self._unavailable()
 
     async def on_message(self, content: dict[str, Any]) -> None:
-        text = content.get("content")
-        if not isinstance(text, str) or not text.strip():
-            await self._error("BAD_REQUEST", "A message needs some text in `content`.")
+        client_id = content.get("client_id")
+        text = await self._question_text(content, client_id)
+        if text is None or not await self._rate_ok(client_id):
             return
+        conversation_id = content.get("conversation_id")
+        await self._ask(
+            client_id,
+            messages.message_ask,
+            content=text,
+            conversation_id=conversation_id,
+            parent_id=content.get("parent_id"),
+        )
+
+    async def on_regenerate(self, content: dict[str, Any]) -> None:
+        if not _is_id(message_id := content.get("message_id")):
+            await self._error("BAD_REQUEST", "`message_id` must be a number.")
+            return
+        if not await self._rate_ok(None):
+            return
+        await self._ask(None, messages.message_regenerate, message_id=message_id)
+
+    async def on_edit(self, content: dict[str, Any]) -> None:
+        client_id = content.get("client_id")
+        if not _is_id(message_id := content.get("message_id")):
+            await self._error("BAD_REQUEST", "`message_id` must be a number.", client_id=client_id)
+            return
+        text = await self._question_text(content, client_id)
+        if text is None or not await self._rate_ok(client_id):
+            return
+        await self._ask(client_id, messages.message_edit, message_id=message_id, content=text)
+
+    async def _question_text(self, content: dict[str, Any], client_id: Any) -> str | None:
+        text = content.get("content")
+        if not isinstance(text, str) or not text.strip() or "\x00" in text:
+            await self._error(
+                "BAD_REQUEST", "A message needs some text in `content`.", client_id=client_id
+            )
+            return None
+        limit = int(conf.get("MAX_MESSAGE_CHARS"))
+        if len(text) > limit:
+            await self._error(
+                "TOO_LARGE", f"At most {limit} characters a message.", client_id=client_id
+            )
+            return None
+        return text
+
+    async def _rate_ok(self, client_id: Any) -> bool:
         limit = int(conf.get("CHAT_RATE_PER_MINUTE"))
         decision = await db(rate_check)(scope="chat", ident=str(self.user.pk), limit=limit)
         if not decision.allowed:
@@ -166,23 +196,44 @@ class ChatConsumer(GuardedJsonConsumer):
                 "RATE_LIMIT",
                 f"At most {limit} messages a minute; try again shortly.",
                 retry_after=decision.retry_after,
+                client_id=client_id,
+            )
+        return decision.allowed
+
+    async def _ask(self, client_id: Any, use_case: Any, **kwargs: Any) -> None:
+        """Records a question (ask, edit) or a new answer placeholder (regenerate), tells every
+        page of the person, and starts answering."""
+        try:
+            asked = await db(use_case)(owner=self.user, seat_id=self.session_id, **kwargs)
+        except services.NotActive:
+            await self._error(
+                "NOT_ACTIVE", "You can chat once it is your turn.", client_id=client_id
             )
             return
-        try:
-            message = await db(messages.chat_message_add)(session_id=self.session_id, content=text)
-        except services.NotActive:
-            await self._error("NOT_ACTIVE", "You can chat once it is your turn.")
+        except (ConversationNotFound, messages.MessageNotFound):
+            await self._error(
+                "NOT_FOUND", "That conversation or message is not there.", client_id=client_id
+            )
             return
-        await self._to_session(
-            {
-                "type": "message",
-                "message_id": message.pk,
-                "sequence": message.sequence,
-                "role": "user",
-                "content": text,
-                "client_id": content.get("client_id"),
-            }
-        )
+        except messages.WrongMessage as exc:
+            await self._error("BAD_REQUEST", str(exc), client_id=client_id)
+            return
+        question = asked.question
+        if use_case is not messages.message_regenerate:
+            await self._to_person(
+                {
+                    "type": "message",
+                    "message_id": question.pk,
+                    "conversation_id": str(asked.conversation.pk),
+                    "parent_id": question.parent_id,
+                    "sender_type": "user",
+                    "content": question.content,
+                    "client_id": client_id,
+                    "created_at": question.created_at.isoformat(),
+                    "edited": question.edited,
+                    "answer_id": asked.answer.pk,
+                }
+            )
         self._kick()
 
     async def on_typing(self, content: dict[str, Any]) -> None:
@@ -193,20 +244,32 @@ class ChatConsumer(GuardedJsonConsumer):
 
     async def on_cancel(self, content: dict[str, Any]) -> None:
         message_id = content.get("message_id")
-        if message_id is not None and (
-            not isinstance(message_id, int) or isinstance(message_id, bool)
-        ):
+        if not _is_id(message_id):
             await self._error("BAD_REQUEST", "`message_id` must be a number.")
             return
-        if message_id is not None:
-            # Not started yet: it will not be answered. Started: whoever streams it stops.
-            await db(messages.chat_question_cancel)(
-                session_id=self.session_id, message_id=message_id
+        try:
+            outcome = await db(messages.message_cancel)(owner=self.user, message_id=message_id)
+        except messages.MessageNotFound:
+            await self._error("NOT_FOUND", "That message is not there.", message_id=message_id)
+            return
+        # Not started: it will never be answered; every page closes its placeholder.
+        for answer_id in outcome.not_started:
+            await self._to_person(
+                {
+                    "type": "stream_end",
+                    "message_id": answer_id,
+                    "conversation_id": outcome.conversation_id,
+                    "tokens_used": 0,
+                    "latency_ms": 0,
+                    "status": "cancelled",
+                }
             )
-        await self.channel_layer.group_send(
-            notifications.session_group(self.session_id),
-            {"type": "chat.cancel", "message_id": message_id},
-        )
+        if outcome.streaming:
+            # Streaming: whichever process writes it stops (it sends the stream_end itself).
+            await self.channel_layer.group_send(
+                notifications.user_group(self.user.pk),
+                {"type": "chat.cancel", "message_ids": outcome.streaming},
+            )
 
     async def on_heartbeat(self, content: dict[str, Any]) -> None:
         """Presence, and an absolute status back; `keep: true` ("still here") is activity.
@@ -255,13 +318,7 @@ class ChatConsumer(GuardedJsonConsumer):
         await self.send_frame(event["frame"])
 
     async def chat_cancel(self, event: dict[str, Any]) -> None:
-        if self.current is None:
-            return
-        question_id, answer_id, task = self.current
-        wanted = event.get("message_id")
-        if wanted is None or wanted in (question_id, answer_id):
-            self.stop_requested = True
-            task.cancel()
+        answering.stop([int(i) for i in event.get("message_ids", [])])
 
     # --- answering --------------------------------------------------------------------------
 
@@ -274,7 +331,9 @@ class ChatConsumer(GuardedJsonConsumer):
         while self.runs_wanted > 0:
             self.runs_wanted -= 1
             try:
-                await self._answer_oldest()
+                await answering.answer_pending(seat_id=self.session_id, sink=self)
+            except services.NotActive:
+                await self._error("NOT_ACTIVE", "Your session is not active.")
             except GateUnavailable:
                 await self._unavailable()
             except asyncio.CancelledError:
@@ -282,131 +341,9 @@ class ChatConsumer(GuardedJsonConsumer):
             except Exception:
                 logger.exception("answering failed in session %s", self.session_id)
 
-    async def _on_wait(self, place: int) -> None:
-        await self.send_frame({"type": "system", "event": "waiting_for_capacity", "place": place})
-
-    async def _answer_oldest(self) -> None:
-        question = None
-        closing: list[dict[str, Any]] = []
-        try:
-            try:
-                async with generation.generation_slot(
-                    session_id=self.session_id, on_wait=self._on_wait
-                ):
-                    question = await db(messages.chat_question_next)(session_id=self.session_id)
-                    if question is None:
-                        return  # another tab's worker answered it, or it was cancelled
-                    await self._generate(question, closing)
-            finally:
-                # Only once the slot is released: a page that sees stream_end (after Stop,
-                # say) can count on the slot being free.
-                for frame in closing:
-                    await self._to_session(frame)
-        except services.NotActive:
-            await self._error("NOT_ACTIVE", "Your session is not active.")
-        except generation.CapacityTimeout:
-            pending = await db(messages.chat_question_next)(session_id=self.session_id)
-            if pending is not None:
-                await db(messages.chat_answer_finish)(
-                    question_id=pending.pk,
-                    answer_id=None,
-                    content="",
-                    status=ChatMessage.Status.FAILED,
-                )
-            await self._to_session(
-                {
-                    "type": "error",
-                    "code": "CAPACITY_TIMEOUT",
-                    "message": "All answer slots stayed busy; please send it again.",
-                    "message_id": pending.pk if pending is not None else None,
-                }
-            )
-        except generation.SlotLost:
-            await self._to_session(
-                {
-                    "type": "system",
-                    "event": "slot_lost",
-                    "message_id": question.pk if question is not None else None,
-                }
-            )
-
-    async def _generate(self, question: ChatMessage, closing: list[dict[str, Any]]) -> None:
-        """Streams the answer to `question`; appends the frames that end it to `closing`."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        answer = await db(messages.chat_answer_start)(session_id=self.session_id)
-        limit = int(conf.get("OPENAI_HISTORY_MESSAGES"))
-        turns = await db(_history_turns)(self.session_id, question.pk, limit)
-        await self._to_session(
-            {"type": "stream_start", "message_id": answer.pk, "reply_to": question.pk}
-        )
-        parts: list[str] = []
-        end = StreamEnd()
-        failure: str | None = None
-        backend = get_backend()
-
-        async def stream() -> None:
-            async for index, piece in _aenumerate(backend.stream(turns, end)):
-                parts.append(piece)
-                await self._to_session(
-                    {
-                        "type": "stream_chunk",
-                        "message_id": answer.pk,
-                        "content": piece,
-                        "index": index,
-                    }
-                )
-
-        task = asyncio.create_task(stream())
-        self.current = (question.pk, answer.pk, task)
-        self.stop_requested = False
-        status = ChatMessage.Status.DONE
-        try:
-            await asyncio.wait({task})
-            if task.cancelled():
-                status = ChatMessage.Status.CANCELLED
-            elif (exc := task.exception()) is not None:
-                status = ChatMessage.Status.FAILED
-                failure = str(exc) if isinstance(exc, BackendError) else "The answer failed."
-                if not isinstance(exc, BackendError):
-                    logger.error("backend crashed", exc_info=exc)
-        except asyncio.CancelledError:
-            task.cancel()  # the socket went away or the session ended: stop, record, re-raise
-            status = ChatMessage.Status.CANCELLED
-            raise
-        finally:
-            self.current = None
-            await backend.aclose()
-            latency_ms = int((loop.time() - started) * 1000)
-            record = asyncio.ensure_future(
-                db(messages.chat_answer_finish)(
-                    question_id=question.pk,
-                    answer_id=answer.pk,
-                    content="".join(parts),
-                    status=status,
-                    tokens=end.tokens,
-                    latency_ms=latency_ms,
-                )
-            )
-            await asyncio.shield(record)
-            closing.append(
-                {
-                    "type": "stream_end",
-                    "message_id": answer.pk,
-                    "tokens_used": end.tokens,
-                    "latency_ms": latency_ms,
-                    "status": status,
-                }
-            )
-            if failure is not None:
-                closing.append(
-                    {
-                        "type": "error",
-                        "code": "BACKEND_ERROR",
-                        "message": failure,
-                        "message_id": answer.pk,
-                    }
-                )
+    async def emit(self, frame: dict[str, Any]) -> None:
+        """The answering loop's sink (chat/answering.py): every page of the person."""
+        await self._to_person(frame)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -417,10 +354,10 @@ class ChatConsumer(GuardedJsonConsumer):
         except Exception:
             logger.debug("send to a closed socket dropped", exc_info=True)
 
-    async def _to_session(self, frame: dict[str, Any]) -> None:
-        """Chat frames go to every socket of the session (all tabs, all processes)."""
+    async def _to_person(self, frame: dict[str, Any]) -> None:
+        """Chat frames go to every page of the person (all tabs, all processes)."""
         await self.channel_layer.group_send(
-            notifications.session_group(self.session_id), {"type": "chat.frame", "frame": frame}
+            notifications.user_group(self.user.pk), {"type": "chat.frame", "frame": frame}
         )
 
     async def _send_status(self) -> None:
@@ -441,15 +378,24 @@ class ChatConsumer(GuardedJsonConsumer):
             retry_after=UNAVAILABLE_RETRY_SECONDS,
         )
 
-    async def _error(self, code: str, message: str = "", *, retry_after: int | None = None) -> None:
+    async def _error(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        retry_after: int | None = None,
+        client_id: Any = None,
+        message_id: Any = None,
+    ) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message or code}
         if retry_after is not None:
             frame["retry_after"] = retry_after
+        if client_id is not None:
+            frame["client_id"] = client_id
+        if message_id is not None:
+            frame["message_id"] = message_id
         await self.send_frame(frame)
 
 
-async def _aenumerate(iterable: Any) -> Any:
-    index = 0
-    async for item in iterable:
-        yield index, item
-        index += 1
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -6,7 +6,6 @@ record. Nothing here writes.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +86,8 @@ class SessionStatus:
     position: int
     ahead: int
     eta_seconds: int | None
+    # Admissions paused by staff: the page says "your place is kept", not "about 1 minute".
+    paused: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class SessionStatus:
             "position": self.position,
             "ahead": self.ahead,
             "eta_seconds": self.eta_seconds,
+            "paused": self.paused,
         }
 
 
@@ -114,7 +116,12 @@ def session_status(session_id: str | None) -> SessionStatus:
         position=position,
         ahead=max(position - 1, 0),
         eta_seconds=eta.eta_seconds(position, departure_rate()),
+        paused=admissions_paused(),
     )
+
+
+def admissions_paused() -> bool:
+    return bool(get_manager().config().get("admissions_paused"))
 
 
 def session_status_for_user(user: Any) -> SessionStatus:
@@ -227,21 +234,6 @@ def _message_counts(session_ids: list[str]) -> dict[str, int]:
         .values_list("id", "n")
     )
     return {str(sid): n for sid, n in rows}
-
-
-def chat_history(session_id: str | None, *, limit: int = 200) -> list[Any]:
-    """The session's messages, oldest first (the last `limit`)."""
-    from sessions_app.models import ChatMessage
-
-    if not session_id:
-        return []
-    rows = list(
-        ChatMessage.objects.filter(session_id=uuid.UUID(str(session_id))).order_by("-sequence")[
-            :limit
-        ]
-    )
-    rows.reverse()
-    return rows
 
 
 def session_idle_deadlines() -> dict[str, float]:

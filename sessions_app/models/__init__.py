@@ -1,4 +1,4 @@
-"""The durable record: seats and how they ended, chat messages, live settings, audit, tokens.
+"""The durable record: seats, conversations and their messages, settings, audit, tokens.
 
 Redis holds the live truth for admission (gate/admission.py); these rows are what an operator
 reads afterwards and what `reconcile_sessions` compares Redis against. One module per concern;
@@ -6,9 +6,18 @@ everything is importable from `sessions_app.models`.
 """
 
 from sessions_app.models.audit import AuditEvent
+from sessions_app.models.conversations import Conversation
 from sessions_app.models.messages import ChatMessage
 from sessions_app.models.seats import ChatSession
 from sessions_app.models.settings import GateSettings
 from sessions_app.models.tokens import ApiToken, hash_token
 
-__all__ = ["ApiToken", "AuditEvent", "ChatMessage", "ChatSession", "GateSettings", "hash_token"]
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "ChatMessage",
+    "ChatSession",
+    "Conversation",
+    "GateSettings",
+    "hash_token",
+]

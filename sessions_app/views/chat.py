@@ -1,4 +1,5 @@
-"""The people's chat page (`/`) and its small JSON fallback for networks that block WebSockets.
+"""The people's chat page (`/`, and `/c/<uuid>/` with one conversation open), the landing after
+login (staff go to the console), and the page's small JSON fallback for blocked WebSockets.
 
 The page itself only reads: the socket opens or resumes the session the moment it connects.
 When WebSockets cannot connect at all, the page opens its session with `POST /chat/session`,
@@ -8,19 +9,21 @@ and leaves with `POST /chat/leave`. The three answer JSON and never redirect to 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from sessions_app import fanout
+from sessions_app import conf, fanout
+from sessions_app.chat.conversations import ConversationNotFound, conversation_get
 from sessions_app.gate import selectors, services
 from sessions_app.gate.admission import GateUnavailable
 from sessions_app.models import ChatSession, GateSettings
@@ -56,24 +59,20 @@ def _status_json(session_id: str | None) -> JsonResponse:
     return JsonResponse({**status.as_dict(), "version": version})
 
 
-@login_required
-@never_cache
-@require_GET
-def chat_page(request: HttpRequest) -> HttpResponse:
+def _page(request: HttpRequest, conversation: Any) -> HttpResponse:
     unavailable = False
-    session_id = None
     try:
-        status = selectors.session_status_for_user(request.user)
-        session_id = status.session_id
+        selectors.session_status_for_user(request.user)
     except GateUnavailable:
         unavailable = True
-    history = selectors.chat_history(session_id) if session_id else []
     return render(
         request,
         "sessions_app/chat.html",
         {
-            "history": history,
+            "conversation": conversation,
             "strings": page_strings(),
+            "max_message_chars": int(conf.get("MAX_MESSAGE_CHARS")),
+            "is_staff": request.user.is_staff,
             "unavailable": unavailable,
             # Read only: load() would create the record and push its limits as a side effect.
             "banner_message": GateSettings.objects.filter(pk=1)
@@ -82,6 +81,33 @@ def chat_page(request: HttpRequest) -> HttpResponse:
             or "",
         },
     )
+
+
+@login_required
+@never_cache
+@require_GET
+def chat_page(request: HttpRequest) -> HttpResponse:
+    """No conversation open: the first message creates one."""
+    return _page(request, None)
+
+
+@login_required
+@never_cache
+@require_GET
+def conversation_page(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    try:
+        conversation = conversation_get(owner=request.user, conversation_id=conversation_id)
+    except ConversationNotFound:
+        raise Http404(_("There is no such conversation.")) from None
+    return _page(request, conversation)
+
+
+@login_required
+@require_GET
+def after_login(request: HttpRequest) -> HttpResponse:
+    """Where a login without `next` lands: staff on the console (they come to steer, not to
+    queue), everyone else on the chat page, which is one link away from the console."""
+    return redirect("console" if request.user.is_staff else "chat")
 
 
 @never_cache
@@ -116,6 +142,8 @@ def chat_leave(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("", chat_page, name="chat"),
+    path("c/<uuid:conversation_id>/", conversation_page, name="chat-conversation"),
+    path("welcome", after_login, name="after-login"),
     path("chat/status", chat_status, name="chat-status"),
     path("chat/session", chat_session, name="chat-session"),
     path("chat/leave", chat_leave, name="chat-leave"),

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 from sessions_app.chat.backends.base import ChatBackend, ChatTurn, StreamEnd
 
 
 def echo_reply(content: str) -> list[str]:
-    """The reply's tokens: the same input always gives the same tokens."""
-    words = content.split() or ["(empty)"]
-    tokens = ["Echo:", *words]
-    return [tokens[0]] + [f" {word}" for word in tokens[1:]]
+    """The reply's tokens: the same input always gives the same tokens. Each word carries the
+    whitespace before it, as written, so multi-line Markdown (lists, tables, code fences)
+    comes back exactly as it was asked and the page's rendering can be tested live."""
+    words = re.findall(r"\s*\S+", content.strip()) or ["(empty)"]
+    return ["Echo:", f" {words[0]}", *words[1:]]
 
 
 class EchoBackend(ChatBackend):

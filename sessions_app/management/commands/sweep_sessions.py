@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sessions_app import conf, metrics
+from sessions_app.chat.sweep import messages_sweep
 from sessions_app.gate import services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 
@@ -13,7 +14,10 @@ GAUGE_SAMPLE_SECONDS = 15.0
 
 
 class Command(BaseCommand):
-    help = "Expire idle sessions, drop abandoned ones, reclaim dead query slots, promote."
+    help = (
+        "Expire idle sessions, drop abandoned ones, reclaim dead query slots, promote; end "
+        "answers nobody is writing any more."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--loop", action="store_true", help="Keep sweeping until stopped.")
@@ -31,11 +35,13 @@ class Command(BaseCommand):
         if not options["loop"]:
             try:
                 result = services.sessions_sweep()
+                ended = messages_sweep()
             except GateUnavailable as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(
                 f"expired {len(result.expired)}, abandoned {len(result.abandoned)}, "
-                f"promoted {len(result.promoted)}, leases reclaimed {result.reclaimed}"
+                f"promoted {len(result.promoted)}, leases reclaimed {result.reclaimed}, "
+                f"orphaned answers ended {ended}"
             )
             return
         self.stdout.write(f"Sweeping every {interval:g} s; Ctrl-C stops.")
@@ -50,6 +56,8 @@ class Command(BaseCommand):
                         services.limits_sync_from_record()
                         synced = True
                     result = services.sessions_sweep()
+                    # Answers left behind by a dead process or a closed seat (issue 8).
+                    messages_sweep()
                     if time.monotonic() >= next_sample:
                         # The console's hour chart needs a point per minute even when nobody
                         # watches or scrapes.

@@ -1,0 +1,243 @@
+"""The OpenAPI 3.1 description of the conversations API, served at /api/chat/openapi.json.
+
+Written by hand next to chat_views.py, like the v1 document (schema.py, whose error shape and
+security schemes it shares); tests/test_chat_api_schema.py runs schemathesis against a live
+server with it, so a drift between the two shows up there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessions_app.api.schema import COMMON_ERRORS, _error, _json, _ref, openapi_document
+
+_DT = {"type": "string", "format": "date-time"}
+_DT_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "description": "The conversation's id (a UUID); anything else is a 404.",
+    "schema": {"type": "string"},
+}
+_NOT_FOUND = _error("No such conversation of yours (another person's ids look the same).")
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_REQUIRED = ["session_id", "trace_id", "user_id", "title", "status", "created_at"]
+_PROPERTIES: dict[str, Any] = {
+    "session_id": {"type": "string", "format": "uuid"},
+    "trace_id": {"type": "string"},
+    "user_id": {"type": "string"},
+    "title": {"type": "string"},
+    "status": {"type": "string", "enum": ["active", "archived", "deleted"]},
+    "created_at": _DT,
+    "updated_at": _DT,
+    "last_message_at": _DT_OR_NULL,
+    "metadata": {"type": "object"},
+}
+_SUMMARY = {"type": "object", "required": _REQUIRED, "properties": _PROPERTIES}
+
+SCHEMAS: dict[str, Any] = {
+    "Conversation": _SUMMARY,
+    "ConversationDetail": {
+        "type": "object",
+        "required": [*_REQUIRED, "message_count", "last_activity"],
+        "properties": {
+            **_PROPERTIES,
+            "message_count": {"type": "integer", "minimum": 0},
+            "last_activity": _DT,
+        },
+    },
+    "ConversationList": {
+        "type": "object",
+        "required": ["sessions", "total", "has_more"],
+        "properties": {
+            "sessions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["session_id", "title", "status", "last_message"],
+                    "properties": {
+                        "session_id": {"type": "string", "format": "uuid"},
+                        "title": {"type": "string"},
+                        "status": {"type": "string", "enum": ["active", "archived"]},
+                        "created_at": _DT,
+                        "updated_at": _DT,
+                        "last_message": {"type": "string"},
+                        "last_message_at": _DT_OR_NULL,
+                    },
+                },
+            },
+            "total": {"type": "integer", "minimum": 0},
+            "has_more": {"type": "boolean"},
+        },
+    },
+    "CreateConversation": {
+        "type": "object",
+        "properties": {
+            "title": {"type": ["string", "null"], "maxLength": 200},
+            "metadata": {"type": ["object", "null"]},
+        },
+    },
+    "ChangeConversation": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "title": {"type": ["string", "null"], "maxLength": 200},
+            "status": {"type": ["string", "null"], "enum": ["active", "archived", None]},
+        },
+    },
+    "Deleted": {
+        "type": "object",
+        "required": ["session_id", "status"],
+        "properties": {
+            "session_id": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": ["deleted"]},
+        },
+    },
+    "Thread": {
+        "type": "object",
+        "required": ["messages", "has_more", "total", "leaf_id"],
+        "properties": {
+            "messages": {"type": "array", "items": {"type": "object"}},
+            "has_more": {"type": "boolean"},
+            "total": {"type": "integer", "minimum": 0},
+            "leaf_id": {"type": ["integer", "null"]},
+        },
+    },
+}
+
+
+def chat_openapi_document(server_url: str) -> dict[str, Any]:
+    base = openapi_document(server_url)
+    return {
+        "openapi": base["openapi"],
+        "info": {
+            "title": "chatgate conversations API",
+            "version": "1",
+            "description": "A person's conversations and their messages (cookie + CSRF, or "
+            "a bearer token acting for its owner).",
+        },
+        "servers": [{"url": server_url}],
+        "security": base.get("security", [{"bearerAuth": []}, {"cookieAuth": []}]),
+        "paths": {
+            "/sessions": {
+                "get": {
+                    "operationId": "listConversations",
+                    "summary": "Your conversations, newest activity first; `q` searches.",
+                    "parameters": [
+                        _query(
+                            "status",
+                            {"type": "string", "enum": ["active", "archived"]},
+                            "Which list.",
+                        ),
+                        _query(
+                            "q", {"type": "string", "maxLength": 200}, "Titles and message text."
+                        ),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 200},
+                            "Page size (50).",
+                        ),
+                        _query("offset", {"type": "integer", "minimum": 0}, "Rows to skip."),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("ConversationList"), "One page."),
+                        "400": _error("Bad parameter."),
+                        **COMMON_ERRORS,
+                    },
+                },
+                "post": {
+                    "operationId": "createConversation",
+                    "summary": "A new, empty conversation (its first question names it).",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("CreateConversation")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Conversation"), "Created."),
+                        "400": _error("Bad body."),
+                        "403": _error("CSRF (cookie callers)."),
+                        **COMMON_ERRORS,
+                    },
+                },
+            },
+            "/sessions/{session_id}": {
+                "parameters": [_ID],
+                "get": {
+                    "operationId": "getConversation",
+                    "summary": "One conversation with its message count.",
+                    "responses": {
+                        "200": _json(_ref("ConversationDetail"), "The conversation."),
+                        "404": _NOT_FOUND,
+                        **COMMON_ERRORS,
+                    },
+                },
+                "patch": {
+                    "operationId": "changeConversation",
+                    "summary": "Rename, archive or restore.",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("ChangeConversation")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("ConversationDetail"), "Changed."),
+                        "400": _error("Bad body."),
+                        "403": _error("CSRF (cookie callers)."),
+                        "404": _NOT_FOUND,
+                        **COMMON_ERRORS,
+                    },
+                },
+                "delete": {
+                    "operationId": "deleteConversation",
+                    "summary": "Delete (soft: kept for accounting, gone for you).",
+                    "responses": {
+                        "200": _json(_ref("Deleted"), "Deleted."),
+                        "403": _error("CSRF (cookie callers)."),
+                        "404": _NOT_FOUND,
+                        **COMMON_ERRORS,
+                    },
+                },
+            },
+            "/sessions/{session_id}/messages": {
+                "parameters": [_ID],
+                "get": {
+                    "operationId": "conversationMessages",
+                    "summary": "The thread shown: the path to `leaf`, a page before `before`.",
+                    "parameters": [
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 100},
+                            "Page size (30).",
+                        ),
+                        _query(
+                            "before", {"type": "integer", "minimum": 1}, "Messages before this id."
+                        ),
+                        _query(
+                            "leaf", {"type": "integer", "minimum": 1}, "The branch ending here."
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Thread"), "One page of the thread."),
+                        "400": _error("Bad parameter."),
+                        "404": _error("No such conversation, or `before`/`leaf` not in it."),
+                        **COMMON_ERRORS,
+                    },
+                },
+            },
+        },
+        "components": {
+            "schemas": {**SCHEMAS, "Error": base["components"]["schemas"]["Error"]},
+            "securitySchemes": base["components"]["securitySchemes"],
+        },
+    }
