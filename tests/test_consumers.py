@@ -242,6 +242,32 @@ async def test_typing_is_accepted_silently() -> None:
     await a.disconnect()
 
 
+async def test_typing_over_its_budget_is_dropped_quietly_and_questions_still_go() -> None:
+    # The page sends a typing hint around every question; a fast typist used to exhaust the
+    # typing budget, get RATE_LIMIT, and the page then held back the next question (CI failure
+    # of tests/test_xss_page.py). A hint over budget is now just dropped.
+    a = await open_socket(await database_sync_to_async(make_user)("alice"))
+    await next_of(a, "queue.status")
+    for _ in range(15):  # past the typing burst (10), under the flood strikes (20)
+        await a.send_json_to({"type": "typing", "is_typing": True})
+    assert await a.receive_nothing(timeout=0.3)
+    await a.send_json_to({"type": "message", "content": "still here", "client_id": "q1"})
+    frames = await frames_until(a, "stream_end")
+    assert [f for f in frames if f["type"] == "error"] == []
+    await a.disconnect()
+
+
+async def test_a_question_over_its_frame_budget_is_named_in_the_rate_limit() -> None:
+    a = await open_socket(await database_sync_to_async(make_user)("alice"))
+    await next_of(a, "queue.status")
+    for n in range(11):  # the message budget's burst is 10
+        await a.send_json_to({"type": "message", "content": f"q{n}", "client_id": f"c{n}"})
+    error = await next_of(a, "error")
+    assert error["code"] == "RATE_LIMIT"
+    assert (error["frame_type"], error["client_id"]) == ("message", "c10")
+    await a.disconnect()
+
+
 async def test_frames_over_64_kib_are_too_large() -> None:
     a = await open_socket(await database_sync_to_async(make_user)("alice"))
     await next_of(a, "queue.status")

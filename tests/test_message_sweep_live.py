@@ -23,9 +23,14 @@ pytestmark = [pytest.mark.timeout(120)]
 async def test_a_killed_process_leaves_no_answer_streaming_for_good(
     transactional_db: None, tmp_path: Path
 ) -> None:
-    # A short lease so the test need not wait 30 s (set in Redis directly, as the grace test).
+    # A short lease so the test need not wait 30 s (set in Redis directly, as the grace test),
+    # and a short generation cap: a granted slot is held until grant + cap even when its holder
+    # dies (a frozen holder may still be generating, issue 8 item 9), so the sweep, which reads
+    # the slot's deadline, may only call the answer orphaned after both.
     await sync_to_async(get_manager().set_limits)({"lease_ttl_seconds": 2})
-    doomed = start_daphne(tmp_path, "doomed", ECHO_TOKEN_DELAY_SECONDS="0.5")
+    doomed = start_daphne(
+        tmp_path, "doomed", ECHO_TOKEN_DELAY_SECONDS="0.5", GENERATION_MAX_SECONDS="2"
+    )
     other = start_daphne(tmp_path, "other")
     try:
         cookie = await sync_to_async(login_cookie)("alice")
@@ -40,7 +45,7 @@ async def test_a_killed_process_leaves_no_answer_streaming_for_good(
         row = await sync_to_async(ChatMessage.objects.get)(pk=start["message_id"])
         assert row.status == "streaming"
         assert await sync_to_async(messages_sweep)() == 0  # its lease may still be live
-        await asyncio.sleep(3)  # past the lease TTL: nobody renews it
+        await asyncio.sleep(3)  # past the lease TTL and the cap: nobody renews it
         await sync_to_async(services.sessions_sweep)()
         assert await sync_to_async(messages_sweep)() == 1
         row = await sync_to_async(ChatMessage.objects.get)(pk=start["message_id"])

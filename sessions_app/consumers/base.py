@@ -162,6 +162,10 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
     # Per frame type (the `type` field); other and malformed frames share `other_budget`.
     frame_budgets: ClassVar[dict[str, tuple[float, float]]] = {}
     other_budget: ClassVar[tuple[float, float]] = (10.0, 1.0)
+    # Advisory frame types (typing): over budget they are dropped without an error frame, since
+    # a page told to "slow down" on a hint would hold back the person's next question; they
+    # still count as strikes, so a flood of them is closed like any other.
+    quiet_frames: ClassVar[frozenset[str]] = frozenset()
     # Text fields with a length cap in characters: {frame type: {field: conf knob}}.
     text_caps: ClassVar[dict[str, dict[str, str]]] = {}
 
@@ -272,7 +276,11 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         budget = self.frame_budgets.get(kind) if isinstance(kind, str) else None
         key = kind if budget is not None else "*other*"
         if not self._take(str(key), budget or self.other_budget, now):
-            await self._over_budget(now)
+            await self._over_budget(
+                now,
+                frame_type=str(key) if budget is not None else None,
+                client_id=content.get("client_id") if isinstance(content, dict) else None,
+            )
             return
         for name, knob in self.text_caps.get(str(kind), {}).items():
             value = content.get(name)
@@ -294,7 +302,9 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
             bucket = self._buckets[key] = Bucket(*budget)
         return bucket.take(now)
 
-    async def _over_budget(self, now: float) -> None:
+    async def _over_budget(
+        self, now: float, *, frame_type: str | None = None, client_id: Any = None
+    ) -> None:
         self._strikes = max(
             0.0, self._strikes - (now - self._strike_stamp) * STRIKE_DECAY_PER_SECOND
         )
@@ -303,9 +313,20 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         if self._strikes >= FLOOD_STRIKES:
             await self._close_flooding("budget")
             return
+        if frame_type in self.quiet_frames:
+            return
         if now - self._last_rate_error >= 1.0:
             self._last_rate_error = now
-            await self.send_error("RATE_LIMIT", _("Too many frames; slow down."), retry_after=1)
+            # Names what was refused, so a page holds back only that (its question, by client
+            # id), not everything after an unrelated frame went over its budget.
+            extra: dict[str, Any] = {}
+            if frame_type is not None:
+                extra["frame_type"] = frame_type
+            if isinstance(client_id, str | int) and not isinstance(client_id, bool):
+                extra["client_id"] = client_id
+            await self.send_error(
+                "RATE_LIMIT", _("Too many frames; slow down."), retry_after=1, extra=extra
+            )
 
     async def _close_flooding(self, why: str) -> None:
         self._refusing = True

@@ -58,6 +58,7 @@ class ChatConsumer(GuardedJsonConsumer):
         "heartbeat": (5.0, 1.0),
         "leave": (5.0, 0.5),
     }
+    quiet_frames = frozenset({"typing"})
     text_caps = {"message": {"content": "MAX_MESSAGE_CHARS"}}
 
     # --- lifecycle --------------------------------------------------------------------------

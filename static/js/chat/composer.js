@@ -63,9 +63,13 @@ export function recorded(frame) {
   return true;
 }
 
+const QUESTION_FRAMES = new Set(["message", "edit", "regenerate"]);
+
 /** The server refused a question: the text stays; a rate limit says when it may go again. */
 export function refused(frame) {
   if (frame.client_id && composer.pending && frame.client_id !== composer.pending.clientId) return;
+  // A limit on another kind of frame (cancel, heartbeat, ...) is not about the question.
+  if (frame.frame_type && !QUESTION_FRAMES.has(frame.frame_type)) return;
   clearPending();
   if (frame.code === "RATE_LIMIT") {
     let left = Math.max(1, Math.ceil(Number(frame.retry_after) || 1));
