@@ -2,13 +2,12 @@
 
 from django.urls import include, path
 
-from sessions_app.console import views as console
 from sessions_app.views import chat, health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/", include("sessions_app.api.urls")),
-    path("console/", include(console.urlpatterns)),
+    path("console/", include("sessions_app.console.urls")),
     path("", include(chat.urlpatterns)),
 ]

@@ -5,10 +5,20 @@ reads afterwards and what `reconcile_sessions` compares Redis against. One modul
 everything is importable from `sessions_app.models`.
 """
 
+from sessions_app.models.alerts import Alert, AlertSettings
 from sessions_app.models.audit import AuditEvent
 from sessions_app.models.messages import ChatMessage
 from sessions_app.models.seats import ChatSession
 from sessions_app.models.settings import GateSettings
 from sessions_app.models.tokens import ApiToken, hash_token
 
-__all__ = ["ApiToken", "AuditEvent", "ChatMessage", "ChatSession", "GateSettings", "hash_token"]
+__all__ = [
+    "Alert",
+    "AlertSettings",
+    "ApiToken",
+    "AuditEvent",
+    "ChatMessage",
+    "ChatSession",
+    "GateSettings",
+    "hash_token",
+]
