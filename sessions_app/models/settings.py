@@ -70,7 +70,7 @@ class GateSettings(models.Model):
         verbose_name_plural = _("gate settings")
 
     def __str__(self) -> str:
-        return "Gate settings"
+        return str(_("Gate settings"))
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.pk = 1
