@@ -18,7 +18,9 @@ from sessions_app.models import ApiToken, ChatMessage, GateSettings
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # ChatMessage belongs to the conversations work (its model is being rebuilt there).
-OURS = [m for m in admin.site._registry if m._meta.app_label == "sessions_app" and m is not ChatMessage]
+OURS = [
+    m for m in admin.site._registry if m._meta.app_label == "sessions_app" and m is not ChatMessage
+]
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
@@ -73,9 +75,7 @@ def test_admin_pages_have_no_untranslated_names(korean_admin: Client) -> None:
         html = response.content.decode()
         assert 'lang="ko"' in html, url
         lines = {line.strip() for line in visible_text(html).splitlines() if line.strip()}
-        leftovers = sorted(
-            line for line in lines for name in names if line.lower() == name.lower()
-        )
+        leftovers = sorted(line for line in lines for name in names if line.lower() == name.lower())
         assert not leftovers, f"{url}: untranslated {leftovers}"
         title = re.search(r"<h1[^>]*>(.*?)</h1>", html, re.S)
         assert title and HANGUL.search(title.group(1)), (url, title and title.group(1))
