@@ -121,3 +121,20 @@ def test_labels_stay_bounded_under_schemathesis(tmp_path: Path) -> None:
     assert labels <= allowed, sorted(labels - allowed)
     assert "/api/v1/session/position/{user_id}" in labels
     assert len(labels) <= len(allowed)
+
+
+def test_console_charts_filter_by_endpoint() -> None:
+    staff = get_user_model().objects.create_superuser(username="lead", password="pw")
+    client = Client()
+    client.force_login(staff)
+    client.get("/api/v1/session/position/lead")
+    page = client.get("/console/", {"endpoint": "/api/v1/session/position/{user_id}"})
+    html = page.content.decode()
+    assert "Requests and errors per minute: /api/v1/session/position/{user_id}" in html
+    assert '<option value="/api/v1/session/position/{user_id}" selected>' in html
+    # Anything that is not a known label is ignored, never echoed into a query.
+    html = client.get("/console/", {"endpoint": "/etc/passwd"}).content.decode()
+    assert "Requests and errors per minute (API and chat)" in html
+    assert "/etc/passwd" not in html
+    live = client.get("/console/live.json", {"endpoint": "/api/v1/session/position/{user_id}"})
+    assert "/api/v1/session/position/{user_id}" in live.json()["fragments"]["charts"]

@@ -152,7 +152,17 @@ def audit_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
     return rows
 
 
-def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
+def endpoint_choice(value: str | None) -> str | None:
+    """The endpoint filter of the charts: a route label that has served requests, else none
+    (a filter is only ever one of the bounded labels, never free text)."""
+    if not value:
+        return None
+    return value if value in metrics.endpoint_routes() else None
+
+
+def console_state(
+    *, user: Any, with_charts: bool = True, endpoint: str | None = None
+) -> dict[str, Any]:
     """Everything the console renders, read once (Redis for the live state, SQL for names)."""
     snapshot = selectors.gate_snapshot()
     manager = get_manager()
@@ -198,18 +208,27 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
     }
     if with_charts:
         series = metrics.minute_series(minutes=60, now=time.time(), manager=manager)
+        requests = series
+        if endpoint:
+            requests = metrics.minute_series(
+                minutes=60, now=time.time(), endpoint=endpoint, manager=manager
+            )
+        state["endpoints"] = metrics.endpoint_routes(manager)
+        state["endpoint"] = endpoint or ""
         state["charts"] = [
             charts.sessions_chart(series),
-            charts.requests_chart(series),
-            charts.latency_chart(series),
+            charts.requests_chart(requests, endpoint),
+            charts.latency_chart(requests, endpoint),
             charts.wait_distribution_chart(waits.waits, now=now),
         ]
     return state
 
 
-def render_fragments(*, user: Any, with_charts: bool = True) -> dict[str, str]:
+def render_fragments(
+    *, user: Any, with_charts: bool = True, endpoint: str | None = None
+) -> dict[str, str]:
     """The console's live parts as HTML, keyed by the id of the element each one replaces."""
-    state = console_state(user=user, with_charts=with_charts)
+    state = console_state(user=user, with_charts=with_charts, endpoint=endpoint)
     parts: dict[str, str] = {
         name: render_to_string(f"sessions_app/console_{name}.html", state) for name in FRAGMENTS
     }
@@ -228,7 +247,9 @@ def _page(request: HttpRequest, template: str, context: dict[str, Any], status: 
 @require_GET
 def console_home(request: HttpRequest) -> HttpResponse:
     try:
-        fragments = render_fragments(user=request.user)
+        fragments = render_fragments(
+            user=request.user, endpoint=endpoint_choice(request.GET.get("endpoint"))
+        )
     except GateUnavailable as exc:
         return _page(
             request,
@@ -257,7 +278,9 @@ def console_live(request: HttpRequest) -> JsonResponse:
             {"error": {"code": "forbidden", "message": "The console is for staff."}}, status=403
         )
     try:
-        fragments = render_fragments(user=user)
+        fragments = render_fragments(
+            user=user, endpoint=endpoint_choice(request.GET.get("endpoint"))
+        )
     except GateUnavailable as exc:
         response = JsonResponse({"error": {"code": "unavailable", "message": str(exc)}}, status=503)
         response["Retry-After"] = "5"
