@@ -152,3 +152,37 @@ def test_console_shows_raised_alerts_and_the_thresholds_page(staff) -> None:
     client.force_login(viewer)
     assert client.get("/console/alerts/").status_code == 200
     assert client.post("/console/alerts/", {"queue_length": "1"}).status_code == 403
+
+
+def test_the_sweeper_loop_raises_and_mails(staff, tmp_path) -> None:
+    """The real `sweep_sessions --loop` process evaluates the alerts: raised, audited, and the
+    mail printed by the default console backend."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.live import ROOT, server_env
+
+    alert_thresholds_set(actor=staff, errors_per_minute=1)
+    metrics.chat_event("backend_errors", amount=3)
+    log = tmp_path / "sweeper.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "sweep_sessions", "--loop", "--interval", "0.2"],
+            cwd=ROOT,
+            env=server_env(EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not alerts_raised():
+                time.sleep(0.2)
+            time.sleep(0.5)  # the mail is written right after the row
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert [a.kind for a in alerts_raised()] == [Alert.Kind.ERRORS]
+    assert AuditEvent.objects.filter(action="alert.raise", target="errors").exists()
+    text = log.read_text(errors="replace")
+    assert "lead@example.org" in text, text[-2000:]
