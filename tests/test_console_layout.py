@@ -34,7 +34,8 @@ OVERFLOW_JS = """() => {
     const box = el.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
     if (box.right > width + 1 || box.left < -1) {
-      out.push(`${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(box.left)}..${Math.round(box.right)}`);
+      const name = `${el.tagName.toLowerCase()}#${el.id}.${el.className}`;
+      out.push(`${name} ${Math.round(box.left)}..${Math.round(box.right)}`);
     }
   }
   return {scrollWidth: document.documentElement.scrollWidth, width, out: out.slice(0, 10)};
