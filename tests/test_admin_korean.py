@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -28,6 +29,7 @@ def english_names() -> set[str]:
     """Every model and field name of ours as Django would print it untranslated."""
     names: set[str] = set()
     with translation.override("en"):
+        names.add(str(apps.get_app_config("sessions_app").verbose_name))
         for model in OURS:
             names.add(str(model._meta.verbose_name))
             names.add(str(model._meta.verbose_name_plural))
@@ -84,5 +86,5 @@ def test_admin_pages_have_no_untranslated_names(korean_admin: Client) -> None:
 
 def test_session_list_headers_and_filters_read_korean(korean_admin: Client) -> None:
     html = korean_admin.get("/admin/sessions_app/chatsession/").content.decode()
-    for label in ("종료 사유", "구분", "상태", "CSV로 내보내기"):
+    for label in ("종료 사유", "구분", "상태", "CSV로 내보내기", "상태별", "채팅 게이트"):
         assert label in html, label

@@ -74,7 +74,9 @@ def staff_cookie(server: DaphneServer) -> dict[str, Any]:
         username="operator", password="pw-123456!", is_staff=True
     )
     user.user_permissions.add(
-        Permission.objects.get(codename="steer_gate", content_type__app_label="sessions_app")
+        *Permission.objects.filter(
+            codename__in=["steer_gate", "view_chatsession"], content_type__app_label="sessions_app"
+        )
     )
     client = Client()
     client.force_login(user)
@@ -144,6 +146,29 @@ def test_console_fits_laptop_and_phone(
                     problems.append(f"{language}/phone: order is not gauges, queue, active")
                 if height > 6000:
                     problems.append(f"{language}/phone: page is {height} px tall")
+            # The other staff pages at the same size: find a person, alerts, the admin's list.
+            for slug, path in (
+                ("people", "/console/people/?q=waiting.person.0"),
+                ("alerts", "/console/alerts/"),
+                ("admin_sessions", "/admin/sessions_app/chatsession/"),
+            ):
+                response = page.goto(f"{daphne_server.url}{path}")
+                assert response is not None and response.status == 200, path
+                page.screenshot(
+                    path=str(artifacts_dir / f"{slug}_{language}_{name}.png"), full_page=True
+                )
+                if slug == "admin_sessions":
+                    continue  # the admin's own changelist scrolls sideways by design
+                overflow = page.evaluate(OVERFLOW_JS)
+                if overflow["scrollWidth"] > overflow["width"] or overflow["out"]:
+                    problems.append(
+                        f"{language}/{name} {slug}: wider than the viewport: {overflow}"
+                    )
+                broken = page.evaluate(HEADER_LINES_JS)
+                if broken:
+                    problems.append(
+                        f"{language}/{name} {slug}: one-syllable header lines: {broken}"
+                    )
         finally:
             context.close()
     assert not problems, "\n".join(problems)
