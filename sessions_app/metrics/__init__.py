@@ -1,6 +1,7 @@
 """Operational numbers, all kept in Redis so that every server process reports the same truth.
 
-Four kinds live here (one module each, all importable from `sessions_app.metrics`):
+Four kinds live here, all importable from `sessions_app.metrics` (writing in `record.py`,
+reading for the console in `series.py`):
 
 * **Per-minute request metrics** (written by `RequestMetricsMiddleware`): one hash per minute
   with request, error and response-time bucket counts for the API and the chat endpoints, plus

@@ -1,5 +1,7 @@
 """The `/metrics` collector: reads the global truth from Redis at every scrape."""
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any

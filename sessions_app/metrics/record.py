@@ -1,7 +1,10 @@
 """Writing the numbers: per-minute request counts, gauge samples, histograms and chat events.
 
-One pipeline per call; every call tolerates a Redis error where a request must not fail.
+One pipeline per call. On the request path the caller (the middleware) swallows Redis errors;
+the chat-side observers swallow their own, so an answer never fails for its metrics.
 """
+
+from __future__ import annotations
 
 import logging
 import time

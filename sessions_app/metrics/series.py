@@ -1,5 +1,7 @@
 """Reading the numbers back for the console: the per-minute series and the recent waits."""
 
+from __future__ import annotations
+
 import logging
 import math
 import time
