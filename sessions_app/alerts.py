@@ -111,8 +111,13 @@ def alerts_evaluate(
             if open_alert.raised_at is None:
                 open_alert.delete()  # never raised: nobody to tell
                 continue
+            # Conditional updates: of two evaluators (two sweepers), only one tells staff.
+            claimed = Alert.objects.filter(pk=open_alert.pk, resolved_at__isnull=True).update(
+                resolved_at=now
+            )
+            if not claimed:
+                continue
             open_alert.resolved_at = now
-            open_alert.save(update_fields=["resolved_at"])
             _announce(open_alert, raised=False)
             result.resolved.append(open_alert)
             continue
@@ -128,13 +133,17 @@ def alerts_evaluate(
                 continue  # another evaluator opened it a moment ago
         open_alert.value = reading.value
         open_alert.threshold = reading.threshold
-        fields = ["value", "threshold"]
+        Alert.objects.filter(pk=open_alert.pk).update(
+            value=reading.value, threshold=reading.threshold
+        )
         due = open_alert.since + timedelta(seconds=reading.hold_seconds)
         if open_alert.raised_at is None and now >= due:
+            claimed = Alert.objects.filter(pk=open_alert.pk, raised_at__isnull=True).update(
+                raised_at=now
+            )
+            if not claimed:
+                continue
             open_alert.raised_at = now
-            fields.append("raised_at")
-        open_alert.save(update_fields=fields)
-        if "raised_at" in fields:
             _announce(open_alert, raised=True)
             result.raised.append(open_alert)
     return result

@@ -186,3 +186,29 @@ def test_the_sweeper_loop_raises_and_mails(staff, tmp_path) -> None:
     assert AuditEvent.objects.filter(action="alert.raise", target="errors").exists()
     text = log.read_text(errors="replace")
     assert "lead@example.org" in text, text[-2000:]
+
+
+def test_evaluators_racing_tell_staff_once(staff) -> None:
+    """Several sweepers (here: six threads, each with its own database connection) finding the
+    same pending alert due at the same moment raise it once and send one mail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    alert_thresholds_set(actor=staff, queue_length=1, queue_minutes=1)
+    queue_people(1, 2)
+    start = timezone.now()
+    alerts_evaluate(now=start)  # pending
+    due = start + timedelta(minutes=2)
+
+    def evaluate(_: int) -> int:
+        try:
+            return len(alerts_evaluate(now=due).raised)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        raised = sum(pool.map(evaluate, range(6)))
+    assert raised == 1
+    assert len(mail.outbox) == 1
+    assert AuditEvent.objects.filter(action="alert.raise").count() == 1
