@@ -186,6 +186,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Mail (alerts to staff): printed to the log unless an SMTP server is configured.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "chatgate@localhost")
+# The language of alert mails (the staff's, usually Korean).
+ALERT_MAIL_LANGUAGE = os.environ.get("ALERT_MAIL_LANGUAGE", "ko")
+
 LOGIN_URL = "/accounts/login/"
 # Staff land on the console, everyone else on the chat page (views/chat.py after_login).
 LOGIN_REDIRECT_URL = "/welcome"

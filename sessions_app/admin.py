@@ -24,27 +24,32 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from sessions_app import exports
+from sessions_app.admin_base import ReadOnlyAdmin, TitledAdmin
+from sessions_app.alerts import alert_thresholds_set
 from sessions_app.chat import admin as chat_admin  # noqa: F401  (conversations, messages)
 from sessions_app.forms import CloseForm
 from sessions_app.gate import services
-from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings
+from sessions_app.models import (
+    Alert,
+    AlertSettings,
+    ApiToken,
+    AuditEvent,
+    ChatSession,
+    GateSettings,
+)
 
 admin.site.site_header = gettext_lazy("chatgate administration")
-admin.site.site_title = "chatgate"
+admin.site.site_title = gettext_lazy("chatgate")
 admin.site.index_title = gettext_lazy("Gate records and settings")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """A record to read: nobody adds, edits or deletes rows here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+def _csv_response(name: str) -> HttpResponse:
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="chatgate-{name}-{stamp}.csv"'
+    response.write("\ufeff")  # a BOM, so that spreadsheet programs read Hangul as UTF-8
+    return response
 
 
 @admin.register(ChatSession)
@@ -66,7 +71,13 @@ class ChatSessionAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     readonly_fields = ("console_link",)
-    actions = ["force_close", "admit_now", "move_to_front"]
+    actions = ["force_close", "admit_now", "move_to_front", "export_csv"]
+
+    @admin.action(description=gettext_lazy("Export the selected sessions as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[ChatSession]) -> HttpResponse:
+        response = _csv_response("sessions")
+        exports.sessions_csv(queryset.order_by("created_at"), response)
+        return response
 
     @admin.display(description=gettext_lazy("session"), ordering="id")
     def short_id(self, obj: ChatSession) -> str:
@@ -222,7 +233,7 @@ class GateSettingsForm(forms.ModelForm):
 
 
 @admin.register(GateSettings)
-class GateSettingsAdmin(admin.ModelAdmin):
+class GateSettingsAdmin(TitledAdmin):
     form = GateSettingsForm
     list_display = (
         "__str__",
@@ -268,6 +279,50 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("action",)
     search_fields = ("actor_label", "target", "action")
     date_hierarchy = "created_at"
+    actions = ["export_csv"]
+
+    @admin.action(description=gettext_lazy("Export the selected audit events as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+        response = _csv_response("audit")
+        exports.audit_csv(queryset.order_by("created_at"), response)
+        return response
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "since", "raised_at", "resolved_at", "value", "threshold")
+    list_filter = ("kind",)
+    date_hierarchy = "since"
+
+
+@admin.register(AlertSettings)
+class AlertSettingsAdmin(TitledAdmin):
+    fields = AlertSettings.EDITABLE_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # one row, created on first use
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and request.user.has_perm(
+            "sessions_app.steer_gate"
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """One row: go straight to it."""
+        rules = AlertSettings.load()
+        return HttpResponseRedirect(
+            reverse("admin:sessions_app_alertsettings_change", args=[rules.pk])
+        )
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        if changes:  # through the service: validated and audited like the console's form
+            alert_thresholds_set(actor=request.user, **changes)
 
 
 class ApiTokenAddForm(forms.ModelForm):
@@ -277,7 +332,7 @@ class ApiTokenAddForm(forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(TitledAdmin):
     list_display = (
         "name",
         "owner",

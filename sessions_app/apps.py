@@ -3,11 +3,12 @@ from typing import Any
 from django.apps import AppConfig
 from django.db import transaction
 from django.db.models.signals import post_save
+from django.utils.translation import gettext_lazy as _
 
 
 class SessionsAppConfig(AppConfig):
     name = "sessions_app"
-    verbose_name = "Chat gate"
+    verbose_name = _("Chat gate")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

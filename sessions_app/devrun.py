@@ -37,7 +37,7 @@ def main() -> int:
     # Explicit handlers: a shell that started us in the background set SIGINT to ignored.
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGINT, _stop_on_signal)
-    env = dict(os.environ)
+    env = dict(os.environ, HOST=HOST, PORT=PORT)  # ensure_admin prints the login at this address
     redis_process = None
     if not env.get("REDIS_URL"):
         # Redis's usual port when it is free, so that `manage.py` commands in another terminal

@@ -1,7 +1,8 @@
-"""Per-minute request metrics of the API and the chat endpoints, counted in Redis.
+"""Request metrics counted in Redis: per minute for the API and chat groups, and per endpoint
+(route template, see `metrics/endpoints.py`) for every resolved request and the 404s.
 
-Cheap on the hot path: pages we do not measure (admin, console, static) cost one string test;
-a measured request costs one Redis pipeline. Under ASGI (daphne) the write is handed to a
+Cheap on the hot path: static files cost one string test; a measured request costs one Redis
+pipeline. Under ASGI (daphne) the write is handed to a
 thread and not awaited, so the response never waits for it. Metrics never fail a request.
 """
 
@@ -57,22 +58,35 @@ class RequestMetricsMiddleware:
         response = await get_response(request)
         elapsed = time.perf_counter() - started
         group = metrics.classify(request.path, _view_module(request))
-        if group is not None:
+        route = metrics.endpoint_label(request)
+        if group is not None or route is not None:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(None, self._write, group, response.status_code, elapsed)
+            future = loop.run_in_executor(
+                None, self._write, group, route, request.method, response.status_code, elapsed
+            )
             self._pending.add(future)  # a reference, so the write is not collected mid-way
             future.add_done_callback(self._pending.discard)
         return response
 
     def _record(self, request: HttpRequest, status: int, elapsed: float) -> None:
         group = metrics.classify(request.path, _view_module(request))
-        if group is not None:
-            self._write(group, status, elapsed)
+        route = metrics.endpoint_label(request)
+        if group is not None or route is not None:
+            self._write(group, route, request.method, status, elapsed)
 
-    def _write(self, group: str, status: int, elapsed: float) -> None:
+    def _write(
+        self, group: str | None, route: str | None, method: str | None, status: int, elapsed: float
+    ) -> None:
         try:
             manager = get_manager()
-            metrics.request_record(group=group, status=status, seconds=elapsed, manager=manager)
+            metrics.request_record(
+                group=group,
+                route=route,
+                method=metrics.method_label(method),
+                status=status,
+                seconds=elapsed,
+                manager=manager,
+            )
             now = time.monotonic()
             if now >= self._next_sample:
                 self._next_sample = now + GAUGE_SAMPLE_SECONDS

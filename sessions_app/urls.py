@@ -4,7 +4,6 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from sessions_app.console import views as console
 from sessions_app.views import chat, health, metrics
 
 urlpatterns = [
@@ -13,6 +12,6 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/", include("sessions_app.api.urls")),
     path("api/chat/", include("sessions_app.api.chat_urls")),
-    path("console/", include(console.urlpatterns)),
+    path("console/", include("sessions_app.console.urls")),
     path("", include(chat.urlpatterns)),
 ]

@@ -12,18 +12,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from sessions_app.admin_base import ReadOnlyAdmin
 from sessions_app.models import ChatMessage, Conversation
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class MessageInline(admin.TabularInline):
@@ -40,7 +30,7 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(_ReadOnly):
+class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "owner", "status", "last_message_at", "created_at")
     list_filter = ("status",)
     search_fields = ("title", "owner__username", "id")
@@ -50,7 +40,7 @@ class ConversationAdmin(_ReadOnly):
 
 
 @admin.register(ChatMessage)
-class ChatMessageAdmin(_ReadOnly):
+class ChatMessageAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "conversation",

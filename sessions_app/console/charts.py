@@ -179,10 +179,14 @@ def sessions_chart(series: Sequence[metrics.MinuteStats]) -> SafeString:
     )
 
 
-def requests_chart(series: Sequence[metrics.MinuteStats]) -> SafeString:
+def requests_chart(
+    series: Sequence[metrics.MinuteStats], endpoint: str | None = None
+) -> SafeString:
     labels = [_minute_label(m.minute) for m in series]
     return bar_chart(
-        _("Requests and errors per minute (API and chat)"),
+        _("Requests and errors per minute: %(endpoint)s") % {"endpoint": endpoint}
+        if endpoint
+        else _("Requests and errors per minute (API and chat)"),
         labels,
         [
             (_("requests"), [float(m.requests) for m in series]),
@@ -192,7 +196,7 @@ def requests_chart(series: Sequence[metrics.MinuteStats]) -> SafeString:
     )
 
 
-def latency_chart(series: Sequence[metrics.MinuteStats]) -> SafeString:
+def latency_chart(series: Sequence[metrics.MinuteStats], endpoint: str | None = None) -> SafeString:
     """p50/p95 per minute across both groups (weighted by each group's requests)."""
     labels = [_minute_label(m.minute) for m in series]
     p50: list[float | None] = []
@@ -206,7 +210,9 @@ def latency_chart(series: Sequence[metrics.MinuteStats]) -> SafeString:
         p50.append(busiest.p50_ms)
         p95.append(busiest.p95_ms)
     return line_chart(
-        _("Response time per minute (busiest endpoint group)"),
+        _("Response time per minute: %(endpoint)s") % {"endpoint": endpoint}
+        if endpoint
+        else _("Response time per minute (busiest endpoint group)"),
         labels,
         [(_("p50"), p50), (_("p95"), p95)],
         unit=" ms",

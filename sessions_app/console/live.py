@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.utils import translation
@@ -60,6 +61,9 @@ class ConsoleConsumer(GuardedJsonConsumer):
         self._dirty = asyncio.Event()
         self._version = 0
         self._language = scope_language(self.scope)
+        # The charts' endpoint filter, from the page's own query string (?endpoint=...).
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self._endpoint = (query.get("endpoint") or [""])[0][:300]
         await self.channel_layer.group_add(CONSOLE_GROUP, self.channel_name)
         await self.accept()
         self._pusher: asyncio.Task[None] | None = asyncio.create_task(self._push_loop())
@@ -82,10 +86,14 @@ class ConsoleConsumer(GuardedJsonConsumer):
 
     @database_sync_to_async
     def _render(self, with_charts: bool) -> dict[str, str]:
-        from sessions_app.console.views import render_fragments
+        from sessions_app.console.views import endpoint_choice, render_fragments
 
         with translation.override(self._language):
-            return render_fragments(user=self.scope["user"], with_charts=with_charts)
+            return render_fragments(
+                user=self.scope["user"],
+                with_charts=with_charts,
+                endpoint=endpoint_choice(self._endpoint),
+            )
 
     async def _push_loop(self) -> None:
         """Renders and pushes until the socket ends; nothing that goes wrong ends it silently."""

@@ -22,23 +22,23 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from sessions_app import conf, metrics
+from sessions_app import metrics
+from sessions_app.alerts import alert_text, alerts_raised
 from sessions_app.console import charts
 from sessions_app.forms import CloseForm
 from sessions_app.gate import selectors, services
 from sessions_app.gate.admission import GateUnavailable, get_manager
-from sessions_app.models import AuditEvent, ChatSession, GateSettings
+from sessions_app.models import AuditEvent, ChatSession
 
 # The queue can hold thousands; the console shows its head (the count says how many more).
 QUEUE_ROWS = 50
@@ -152,7 +152,17 @@ def audit_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
     return rows
 
 
-def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
+def endpoint_choice(value: str | None) -> str | None:
+    """The endpoint filter of the charts: a route label that has served requests, else none
+    (a filter is only ever one of the bounded labels, never free text)."""
+    if not value:
+        return None
+    return value if value in metrics.endpoint_routes() else None
+
+
+def console_state(
+    *, user: Any, with_charts: bool = True, endpoint: str | None = None
+) -> dict[str, Any]:
     """Everything the console renders, read once (Redis for the live state, SQL for names)."""
     snapshot = selectors.gate_snapshot()
     manager = get_manager()
@@ -192,23 +202,33 @@ def console_state(*, user: Any, with_charts: bool = True) -> dict[str, Any]:
         "wait_p90": duration(waits.p90) if waits.p90 is not None else "–",
         "wait_count": waits.count,
         "audit": audit_rows(audit_recent(AUDIT_ROWS)),
+        "alerts": [{"alert": a, "text": alert_text(a)} for a in alerts_raised()],
         "can_steer": can_steer(user),
         "generated_at": _when(now),
     }
     if with_charts:
         series = metrics.minute_series(minutes=60, now=time.time(), manager=manager)
+        requests = series
+        if endpoint:
+            requests = metrics.minute_series(
+                minutes=60, now=time.time(), endpoint=endpoint, manager=manager
+            )
+        state["endpoints"] = metrics.endpoint_routes(manager)
+        state["endpoint"] = endpoint or ""
         state["charts"] = [
             charts.sessions_chart(series),
-            charts.requests_chart(series),
-            charts.latency_chart(series),
+            charts.requests_chart(requests, endpoint),
+            charts.latency_chart(requests, endpoint),
             charts.wait_distribution_chart(waits.waits, now=now),
         ]
     return state
 
 
-def render_fragments(*, user: Any, with_charts: bool = True) -> dict[str, str]:
+def render_fragments(
+    *, user: Any, with_charts: bool = True, endpoint: str | None = None
+) -> dict[str, str]:
     """The console's live parts as HTML, keyed by the id of the element each one replaces."""
-    state = console_state(user=user, with_charts=with_charts)
+    state = console_state(user=user, with_charts=with_charts, endpoint=endpoint)
     parts: dict[str, str] = {
         name: render_to_string(f"sessions_app/console_{name}.html", state) for name in FRAGMENTS
     }
@@ -227,7 +247,9 @@ def _page(request: HttpRequest, template: str, context: dict[str, Any], status: 
 @require_GET
 def console_home(request: HttpRequest) -> HttpResponse:
     try:
-        fragments = render_fragments(user=request.user)
+        fragments = render_fragments(
+            user=request.user, endpoint=endpoint_choice(request.GET.get("endpoint"))
+        )
     except GateUnavailable as exc:
         return _page(
             request,
@@ -256,7 +278,9 @@ def console_live(request: HttpRequest) -> JsonResponse:
             {"error": {"code": "forbidden", "message": "The console is for staff."}}, status=403
         )
     try:
-        fragments = render_fragments(user=user)
+        fragments = render_fragments(
+            user=user, endpoint=endpoint_choice(request.GET.get("endpoint"))
+        )
     except GateUnavailable as exc:
         response = JsonResponse({"error": {"code": "unavailable", "message": str(exc)}}, status=503)
         response["Retry-After"] = "5"
@@ -453,135 +477,3 @@ def admissions_pause(request: HttpRequest, *, paused: bool) -> HttpResponse:
         button=_("Resume admissions"),
         details=details,
     )
-
-
-LIMIT_LABELS = {
-    "max_active_sessions": gettext_lazy("Max active sessions"),
-    "max_concurrent_queries": gettext_lazy("Max generating queries"),
-    "idle_timeout_seconds": gettext_lazy("Idle timeout (seconds)"),
-    "disconnect_grace_seconds": gettext_lazy("Disconnect grace (seconds)"),
-    "query_wait_timeout_seconds": gettext_lazy("Query wait limit (seconds)"),
-}
-
-
-class LimitsForm(forms.Form):
-    """Parses numbers only; the bounds are checked by the service (GateSettings.full_clean)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for name, label in LIMIT_LABELS.items():
-            low, high = conf.LIMIT_BOUNDS[name]
-            self.fields[name] = forms.IntegerField(
-                label=label,
-                help_text=_("From %(low)s to %(high)s.") % {"low": low, "high": high},
-                widget=forms.NumberInput(attrs={"min": low, "max": high}),
-            )
-
-
-@staff_view(steer=True)
-@require_http_methods(["GET", "POST"])
-def limits_edit(request: HttpRequest) -> HttpResponse:
-    gate = GateSettings.load()
-    current = {name: getattr(gate, name) for name in LIMIT_LABELS}
-    form = LimitsForm(request.POST if request.method == "POST" else None, initial=current)
-    if request.method == "POST" and form.is_valid():
-        changes = {k: v for k, v in form.cleaned_data.items() if v != current[k]}
-        if not changes:
-            messages.info(request, _("The limits were not changed."))
-            return redirect("console")
-        try:
-            services.limits_set(actor=request.user, **changes)
-        except ValidationError as exc:
-            if hasattr(exc, "error_dict"):
-                for field, errors in exc.error_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            else:
-                form.add_error(None, exc)
-        else:
-            summary = ", ".join(
-                f"{LIMIT_LABELS[k]}: {current[k]} → {v}" for k, v in changes.items()
-            )
-            messages.success(request, _("Limits changed (%(summary)s).") % {"summary": summary})
-            return redirect("console")
-    return _page(
-        request,
-        "sessions_app/console_form.html",
-        {
-            "title": _("Change limits"),
-            "intro": _(
-                "Changes apply at once. Raising the active limit admits the queue's head "
-                "immediately; lowering it evicts nobody, it only holds promotions back."
-            ),
-            "form": form,
-            "button": _("Save limits"),
-        },
-        status=400 if request.method == "POST" else 200,
-    )
-
-
-class BannerForm(forms.Form):
-    banner_message = forms.CharField(
-        label=gettext_lazy("Banner shown to everyone waiting"),
-        max_length=300,
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text=gettext_lazy("Leave empty to remove the banner."),
-    )
-
-
-@staff_view(steer=True)
-@require_http_methods(["GET", "POST"])
-def banner_edit(request: HttpRequest) -> HttpResponse:
-    gate = GateSettings.load()
-    form = BannerForm(
-        request.POST if request.method == "POST" else None,
-        initial={"banner_message": gate.banner_message},
-    )
-    if request.method == "POST" and form.is_valid():
-        message = form.cleaned_data["banner_message"].strip()
-        services.limits_set(actor=request.user, banner_message=message)
-        if message:
-            messages.success(request, _("The banner is shown to everyone waiting."))
-        else:
-            messages.success(request, _("The banner was removed."))
-        return redirect("console")
-    return _page(
-        request,
-        "sessions_app/console_form.html",
-        {
-            "title": _("Banner message"),
-            "intro": _("Shown at once on the page of everyone waiting, and to people who arrive."),
-            "form": form,
-            "button": _("Save banner"),
-        },
-        status=400 if request.method == "POST" else 200,
-    )
-
-
-urlpatterns = [
-    path("", console_home, name="console"),
-    path("live.json", console_live, name="console-live"),
-    path("session/<uuid:session_id>/close/", session_close, name="console-close"),
-    path(
-        "session/<uuid:session_id>/remove/",
-        session_close,
-        {"remove": True},
-        name="console-remove",
-    ),
-    path(
-        "session/<uuid:session_id>/admit/",
-        session_promote,
-        {"how": "admit"},
-        name="console-admit",
-    ),
-    path(
-        "session/<uuid:session_id>/front/",
-        session_promote,
-        {"how": "front"},
-        name="console-front",
-    ),
-    path("admissions/pause/", admissions_pause, {"paused": True}, name="console-pause"),
-    path("admissions/resume/", admissions_pause, {"paused": False}, name="console-resume"),
-    path("limits/", limits_edit, name="console-limits"),
-    path("banner/", banner_edit, name="console-banner"),
-]

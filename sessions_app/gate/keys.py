@@ -106,6 +106,10 @@ class RedisKeys:
         """A cumulative Prometheus-style histogram (bucket counts, sum, count), one hash."""
         return self._key(f"metrics:hist:{name}")
 
+    def metrics_endpoints(self) -> str:
+        """Cumulative per-route request counts and latency buckets (bounded by the URLconf)."""
+        return self._key("metrics:endpoints")
+
     def metrics_wait_mark(self) -> str:
         """Admission time of the newest wait already folded into the wait histogram."""
         return self._key("metrics:waitmark")

@@ -5,6 +5,7 @@ reads afterwards and what `reconcile_sessions` compares Redis against. One modul
 everything is importable from `sessions_app.models`.
 """
 
+from sessions_app.models.alerts import Alert, AlertSettings
 from sessions_app.models.audit import AuditEvent
 from sessions_app.models.conversations import Conversation
 from sessions_app.models.messages import ChatMessage
@@ -13,6 +14,8 @@ from sessions_app.models.settings import GateSettings
 from sessions_app.models.tokens import ApiToken, hash_token
 
 __all__ = [
+    "Alert",
+    "AlertSettings",
     "ApiToken",
     "AuditEvent",
     "ChatMessage",

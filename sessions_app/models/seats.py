@@ -31,27 +31,50 @@ class ChatSession(models.Model):
         PAGE = "page", _("Chat page")
         API = "api", _("API")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(
+        verbose_name=_("id"), primary_key=True, default=uuid.uuid4, editable=False
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("person"),
+        on_delete=models.CASCADE,
+        related_name="chat_sessions",
     )
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
-    lane = models.CharField(max_length=10, choices=Lane.choices, default=Lane.NORMAL)
-    ticket = models.BigIntegerField(default=0)
-    opened_via = models.CharField(max_length=10, choices=Via.choices, default=Via.PAGE)
+    state = models.CharField(
+        verbose_name=_("state"), max_length=10, choices=State.choices, default=State.QUEUED
+    )
+    lane = models.CharField(
+        verbose_name=_("lane"), max_length=10, choices=Lane.choices, default=Lane.NORMAL
+    )
+    ticket = models.BigIntegerField(verbose_name=_("ticket"), default=0)
+    opened_via = models.CharField(
+        verbose_name=_("opened via"), max_length=10, choices=Via.choices, default=Via.PAGE
+    )
     client_session_id = models.CharField(
-        max_length=200, blank=True, help_text=_("The caller's own reference (API), echoed back.")
+        verbose_name=_("client reference"),
+        max_length=200,
+        blank=True,
+        help_text=_("The caller's own reference (API), echoed back."),
     )
-    admitted_over_limit = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    activated_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    close_reason = models.CharField(max_length=10, choices=Reason.choices, blank=True)
+    admitted_over_limit = models.BooleanField(
+        verbose_name=_("admitted over the limit"), default=False
+    )
+    created_at = models.DateTimeField(verbose_name=_("opened"), default=timezone.now)
+    activated_at = models.DateTimeField(verbose_name=_("admitted"), null=True, blank=True)
+    closed_at = models.DateTimeField(verbose_name=_("ended"), null=True, blank=True)
+    close_reason = models.CharField(
+        verbose_name=_("how it ended"), max_length=10, choices=Reason.choices, blank=True
+    )
     close_note = models.CharField(
-        max_length=300, blank=True, help_text=_("Shown to the person when staff close it.")
+        verbose_name=_("note to the person"),
+        max_length=300,
+        blank=True,
+        help_text=_("Shown to the person when staff close it."),
     )
 
     class Meta:
+        verbose_name = _("session")
+        verbose_name_plural = _("sessions")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "created_at"])]
         permissions = [

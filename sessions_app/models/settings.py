@@ -32,35 +32,45 @@ class GateSettings(models.Model):
     )
 
     max_active_sessions = models.PositiveIntegerField(
-        default=conf.DEFAULTS["MAX_ACTIVE_SESSIONS"], validators=_bounds("max_active_sessions")
+        verbose_name=_("max active sessions"),
+        default=conf.DEFAULTS["MAX_ACTIVE_SESSIONS"],
+        validators=_bounds("max_active_sessions"),
     )
     max_concurrent_queries = models.PositiveIntegerField(
+        verbose_name=_("max generating queries"),
         default=conf.DEFAULTS["MAX_CONCURRENT_QUERIES"],
         validators=_bounds("max_concurrent_queries"),
     )
     idle_timeout_seconds = models.PositiveIntegerField(
-        default=conf.DEFAULTS["IDLE_TIMEOUT_SECONDS"], validators=_bounds("idle_timeout_seconds")
+        verbose_name=_("idle timeout (seconds)"),
+        default=conf.DEFAULTS["IDLE_TIMEOUT_SECONDS"],
+        validators=_bounds("idle_timeout_seconds"),
     )
     disconnect_grace_seconds = models.PositiveIntegerField(
+        verbose_name=_("disconnect grace (seconds)"),
         default=conf.DEFAULTS["DISCONNECT_GRACE_SECONDS"],
         validators=_bounds("disconnect_grace_seconds"),
     )
     query_wait_timeout_seconds = models.PositiveIntegerField(
+        verbose_name=_("query wait limit (seconds)"),
         default=conf.DEFAULTS["QUERY_WAIT_TIMEOUT_SECONDS"],
         validators=_bounds("query_wait_timeout_seconds"),
     )
-    admissions_paused = models.BooleanField(default=False)
+    admissions_paused = models.BooleanField(verbose_name=_("admissions paused"), default=False)
     banner_message = models.CharField(
-        max_length=300, blank=True, help_text=_("Shown to everyone waiting, e.g. maintenance.")
+        verbose_name=_("banner for people waiting"),
+        max_length=300,
+        blank=True,
+        help_text=_("Shown to everyone waiting, e.g. maintenance."),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(verbose_name=_("updated"), auto_now=True)
 
     class Meta:
-        verbose_name = "gate settings"
-        verbose_name_plural = "gate settings"
+        verbose_name = _("gate settings")
+        verbose_name_plural = _("gate settings")
 
     def __str__(self) -> str:
-        return "Gate settings"
+        return str(_("Gate settings"))
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.pk = 1

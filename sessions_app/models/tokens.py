@@ -19,20 +19,31 @@ def hash_token(raw: str) -> str:
 class ApiToken(models.Model):
     """A service client's bearer token. Only its hash is stored; the token is shown once."""
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(verbose_name=_("name"), max_length=100, unique=True)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
     )
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    prefix = models.CharField(max_length=12, editable=False, help_text=_("First characters."))
+    token_hash = models.CharField(
+        verbose_name=_("token hash"), max_length=64, unique=True, editable=False
+    )
+    prefix = models.CharField(
+        verbose_name=_("prefix"), max_length=12, editable=False, help_text=_("First characters.")
+    )
     can_act_for_users = models.BooleanField(
-        default=False, help_text=_("May name any user_id (create, close, position).")
+        verbose_name=_("may act for any user"),
+        default=False,
+        help_text=_("May name any user_id (create, close, position)."),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("issued"), default=timezone.now)
+    last_used_at = models.DateTimeField(verbose_name=_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(verbose_name=_("revoked"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
         ordering = ["name"]
 
     def __str__(self) -> str:

@@ -39,7 +39,7 @@
 
   async function poll() {
     try {
-      const response = await fetch(root.dataset.liveUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      const response = await fetch(root.dataset.liveUrl + window.location.search, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (response.ok) apply(await response.json());
       else if (response.status === 503) apply({ type: "console.error", message: "503" });
     } catch (err) { /* the next poll or the socket heals it */ }
@@ -59,7 +59,8 @@
 
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + root.dataset.wsPath);
+    // The page's query (?endpoint=...) goes along, so live frames keep the charts' filter.
+    socket = new WebSocket(scheme + window.location.host + root.dataset.wsPath + window.location.search);
     socket.addEventListener("message", function (event) {
       // Only a socket that delivers counts as working (one that opens and dies does not).
       attempts = 0;

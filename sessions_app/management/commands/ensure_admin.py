@@ -8,6 +8,16 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 
+def login_url() -> str:
+    """Where `make run` serves (its HOST and PORT), as a browser on this machine reaches it."""
+    host = os.environ.get("HOST", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: this machine is still loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{os.environ.get('PORT', '8000')}/accounts/login/"
+
+
 class Command(BaseCommand):
     help = (
         "Create a staff superuser if none exists: DJANGO_SUPERUSER_USERNAME / _PASSWORD / _EMAIL "
@@ -19,7 +29,7 @@ class Command(BaseCommand):
         existing = users.filter(is_superuser=True).order_by("pk").first()
         if existing is not None:
             self.stdout.write(
-                f"Log in at http://127.0.0.1:8000/accounts/login/ as "
+                f"Log in at {login_url()} as "
                 f"'{existing.get_username()}' (staff console: /console/)."
             )
             return
@@ -37,6 +47,6 @@ class Command(BaseCommand):
                 "First run: created the staff account\n"
                 f"  username: {username}\n  password: {shown}\n"
                 "  (shown once; change it in /admin/)\n"
-                "Log in at http://127.0.0.1:8000/accounts/login/ — console at /console/."
+                f"Log in at {login_url()} — console at /console/."
             )
         )

@@ -5,12 +5,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app import conf, metrics
+from sessions_app import alerts, conf, metrics
 from sessions_app.chat.sweep import messages_sweep
 from sessions_app.gate import services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 
 GAUGE_SAMPLE_SECONDS = 15.0
+# Alerts are minutes-scale conditions; a few seconds between evaluations is prompt enough and
+# keeps the database reads off every one-second sweep.
+ALERT_EVALUATE_SECONDS = 5.0
 
 
 class Command(BaseCommand):
@@ -46,7 +49,7 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Sweeping every {interval:g} s; Ctrl-C stops.")
         synced = False
-        next_sample = 0.0
+        next_sample = next_alerts = 0.0
         manager = get_manager()
         try:
             while True:
@@ -70,6 +73,12 @@ class Command(BaseCommand):
                 except GateUnavailable as exc:
                     synced = False
                     self.stderr.write(f"Redis unreachable, retrying: {exc}")
+                if time.monotonic() >= next_alerts:  # also while Redis is down: that is one
+                    next_alerts = time.monotonic() + ALERT_EVALUATE_SECONDS
+                    try:
+                        alerts.alerts_evaluate()
+                    except Exception as exc:  # an alert bug must never stop the sweeping
+                        self.stderr.write(f"Alert evaluation failed: {exc!r}")
                 time.sleep(interval)
         except KeyboardInterrupt:
             self.stdout.write("Sweeper stopped.")
