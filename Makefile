@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout clean
+.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history clean
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ bench: install
 
 bench-fanout: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_bench.py --waiting $${WAITING:-1000} --rounds $${ROUNDS:-20}
+
+bench-history: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/history_cache_bench.py
 
 clean:
 	rm -rf $(VENV) .test-db-* artifacts

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.utils.translation import gettext_lazy as _
 
 
@@ -26,3 +26,24 @@ class SessionsAppConfig(AppConfig):
         post_save.connect(
             push_saved_limits, sender=GateSettings, weak=False, dispatch_uid="limits_push"
         )
+
+        self._wire_history_cache()
+
+    def _wire_history_cache(self) -> None:
+        from sessions_app.chat import history_cache
+        from sessions_app.models import ChatMessage
+        from sessions_app.models.messages import messages_updated
+
+        # Every write to a message makes its conversation's cached pages unreadable
+        # (chat/history_cache.py): saves, deletes, and queryset updates.
+        def one_changed(sender: Any, instance: ChatMessage, **kwargs: Any) -> None:
+            history_cache.invalidate([instance.conversation_id])
+
+        def many_changed(sender: Any, conversation_ids: set[Any], **kwargs: Any) -> None:
+            history_cache.invalidate(conversation_ids)
+
+        for signal in (post_save, post_delete):
+            signal.connect(
+                one_changed, sender=ChatMessage, weak=False, dispatch_uid=f"history_{signal}"
+            )
+        messages_updated.connect(many_changed, weak=False, dispatch_uid="history_updates")

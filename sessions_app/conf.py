@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_RETENTION_SECONDS": 24 * 3600,
     # Without observed departures yet, assume a session lasts this long when estimating waits.
     "ASSUMED_SESSION_SECONDS": 600,
+    # How long the newest page of a conversation is kept in Redis (chat/history_cache.py);
+    # every write invalidates it at once, so this only bounds memory. 0 turns the cache off.
+    "HISTORY_CACHE_SECONDS": 300,
 }
 
 # Sane upper bounds for values staff may set live (validated by GateSettings and set_limits).

@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
+from sessions_app.chat import history_cache
 from sessions_app.chat.conversations import ConversationNotFound
 from sessions_app.models import ChatMessage, Conversation
 
@@ -169,7 +170,19 @@ def thread_page(
     """The path ending at `leaf` (default: the newest leaf; a message that is not a leaf stands
     for its newest descendant leaf), oldest→newest, the `limit` messages just before `before`.
 
-    Raises MessageNotFound for a `leaf` or `before` not on this conversation's path."""
+    Raises MessageNotFound for a `leaf` or `before` not on this conversation's path.
+    The newest page (no `before`, no `leaf`), which every opening of the conversation reads,
+    comes through the history cache (chat/history_cache.py)."""
+    if before is None and leaf is None:
+        return history_cache.recent_page(
+            conversation.pk, limit, lambda: _thread_page(conversation, limit, None, None)
+        )
+    return _thread_page(conversation, limit, before, leaf)
+
+
+def _thread_page(
+    conversation: Any, limit: int, before: int | None, leaf: int | None
+) -> dict[str, Any]:
     tree = Tree.load(conversation.pk)
     if not tree.parent_of:
         if leaf is not None or before is not None:

@@ -6,12 +6,29 @@ integer pk is the send order, so the newest message of a conversation is always 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from sessions_app.models.conversations import Conversation
 from sessions_app.models.seats import ChatSession
+
+# Sent after a queryset `update` of messages, with `conversation_ids` (a set): saves and deletes
+# send Django's own signals, but `update` sends none, and the history cache
+# (chat/history_cache.py, wired in apps.py) must hear of every write.
+messages_updated = Signal()
+
+
+class ChatMessageQuerySet(models.QuerySet["ChatMessage"]):
+    def update(self, **kwargs: Any) -> int:
+        conversation_ids = set(self.order_by().values_list("conversation_id", flat=True).distinct())
+        count = super().update(**kwargs)
+        if count:
+            messages_updated.send(sender=self.model, conversation_ids=conversation_ids)
+        return count
 
 
 class ChatMessage(models.Model):
@@ -68,6 +85,8 @@ class ChatMessage(models.Model):
     edited = models.BooleanField(_("edited"), default=False)
     edited_at = models.DateTimeField(_("edited at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    objects = ChatMessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["conversation", "id"]
