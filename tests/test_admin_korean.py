@@ -13,8 +13,8 @@ from django.test import Client
 from django.utils import translation
 
 from sessions_app.alerts import alert_thresholds_set
-from sessions_app.gate import services
 from sessions_app.chat import messages
+from sessions_app.gate import services
 from sessions_app.models import ApiToken, GateSettings
 
 pytestmark = pytest.mark.django_db(transaction=True)
