@@ -125,12 +125,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that servers the tests start in other processes can share it;
     # the pid keeps two test runs on one machine apart.
     # In the temp dir: SQLite leaves its -wal/-shm files behind after the test run.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get(
-            "CHATGATE_TEST_DB",
-            str(Path(tempfile.gettempdir()) / f"chatgate-test-{os.getpid()}.sqlite3"),
-        )
-    }
+    _test_db = os.environ.get("CHATGATE_TEST_DB")
+    if _test_db is None:
+        _test_db = str(Path(tempfile.gettempdir()) / f"chatgate-test-{os.getpid()}.sqlite3")
+        # A dead run with the same pid may have left its -wal/-shm behind: SQLite would replay
+        # that old journal into the new test database (seen: "no such table" for a table
+        # added since). Nobody else uses a file named after our own pid.
+        for _leftover in (_test_db, f"{_test_db}-wal", f"{_test_db}-shm"):
+            Path(_leftover).unlink(missing_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": _test_db}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
