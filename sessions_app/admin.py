@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from sessions_app import exports
-from sessions_app.admin_base import ReadOnlyAdmin, TitledAdmin
+from sessions_app.admin_base import ReadOnlyAdmin, SingleRowSettingsAdmin, TitledAdmin
 from sessions_app.alerts import alert_thresholds_set
 from sessions_app.chat import admin as chat_admin  # noqa: F401  (conversations, messages)
 from sessions_app.forms import CloseForm
@@ -233,7 +233,7 @@ class GateSettingsForm(forms.ModelForm):
 
 
 @admin.register(GateSettings)
-class GateSettingsAdmin(TitledAdmin):
+class GateSettingsAdmin(SingleRowSettingsAdmin):
     form = GateSettingsForm
     list_display = (
         "__str__",
@@ -242,26 +242,6 @@ class GateSettingsAdmin(TitledAdmin):
         "admissions_paused",
         "updated_at",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # one row, created on first use
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_change_permission(request, obj) and request.user.has_perm(
-            "sessions_app.steer_gate"
-        )
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        """One row: go straight to it."""
-        gate = GateSettings.load()
-        return HttpResponseRedirect(
-            reverse("admin:sessions_app_gatesettings_change", args=[gate.pk])
-        )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
@@ -296,28 +276,8 @@ class AlertAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AlertSettings)
-class AlertSettingsAdmin(TitledAdmin):
+class AlertSettingsAdmin(SingleRowSettingsAdmin):
     fields = AlertSettings.EDITABLE_FIELDS
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # one row, created on first use
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_change_permission(request, obj) and request.user.has_perm(
-            "sessions_app.steer_gate"
-        )
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        """One row: go straight to it."""
-        rules = AlertSettings.load()
-        return HttpResponseRedirect(
-            reverse("admin:sessions_app_alertsettings_change", args=[rules.pk])
-        )
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}

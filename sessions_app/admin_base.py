@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_noop
 
@@ -38,3 +39,29 @@ class ReadOnlyAdmin(TitledAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class SingleRowSettingsAdmin(TitledAdmin):
+    """Settings kept in one row (`Model.load()` creates it on first use): never added or
+    deleted, changed only with `steer_gate`, and the list page goes straight to the row."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # one row, created on first use
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and request.user.has_perm(
+            "sessions_app.steer_gate"
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """One row: go straight to it."""
+        row = self.model.load()  # type: ignore[attr-defined]
+        opts = self.model._meta
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk])
+        )
