@@ -17,7 +17,9 @@ let clients make identifiers up, which let one client guess another's). The gate
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +63,30 @@ def endpoint(**handlers: Handler) -> Handler:
         return handler(request, **kwargs)
 
     return view
+
+
+_entry: threading.BoundedSemaphore | None = None
+_entry_made = threading.Lock()
+
+
+def bounded(handler: Handler) -> Handler:
+    """Runs at most API_CONCURRENCY session requests at once in this process; the rest wait.
+
+    Django's ASGI handler gives every sync request a thread of its own, so a burst of 500 is 500
+    threads contending for the GIL, the Redis pool and the SQLite write lock; a few of them then
+    waited past a timeout and a healthy gate answered 503 (issue 11). Waiting here costs nothing
+    but a blocked thread, and the requests that do run finish at full speed."""
+
+    @functools.wraps(handler)
+    def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        global _entry
+        with _entry_made:
+            if _entry is None:
+                _entry = threading.BoundedSemaphore(max(1, int(conf.get("API_CONCURRENCY"))))
+        with _entry:
+            return handler(request, **kwargs)
+
+    return wrapper
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -290,9 +316,9 @@ def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
     raise not_found(f"No API endpoint at {request.path}; see /api/v1/openapi.json.")
 
 
-create_view = endpoint(POST=session_create)
-close_view = endpoint(DELETE=session_close)
-position_view = endpoint(GET=session_position)
-status_view = endpoint(GET=gate_status)
-cleanup_view = endpoint(POST=gate_cleanup)
+create_view = endpoint(POST=bounded(session_create))
+close_view = endpoint(DELETE=bounded(session_close))
+position_view = endpoint(GET=bounded(session_position))
+status_view = endpoint(GET=bounded(gate_status))
+cleanup_view = endpoint(POST=bounded(gate_cleanup))
 openapi_view = endpoint(GET=openapi)
