@@ -168,23 +168,16 @@ def session_create(request: HttpRequest) -> HttpResponse:
     subject = subject_for(caller, user_id, provision=True, in_path=False)
     _rate_limited("api_create_user", str(subject.pk), per_user, subject.get_username())
     outcome = services.session_open(user=subject, via=caller.via, client_session_id=client_ref)
-    stored_ref = client_ref
-    if not outcome.created:
-        stored_ref = (
-            ChatSession.objects.filter(id=outcome.session_id)
-            .values_list("client_session_id", flat=True)
-            .first()
-            or ""
+    stored_ref = outcome.client_session_id
+    if not outcome.created and client_ref and stored_ref and client_ref != stored_ref:
+        raise ApiError(
+            409,
+            "SESSION_CONFLICT",
+            f"{subject.get_username()} already has a live session with another "
+            f"session_id ({stored_ref!r}); close it first, or send that session_id (or "
+            "none) to resume it.",
+            extra={"session_id": outcome.session_id, "client_session_id": stored_ref},
         )
-        if client_ref and stored_ref and client_ref != stored_ref:
-            raise ApiError(
-                409,
-                "SESSION_CONFLICT",
-                f"{subject.get_username()} already has a live session with another "
-                f"session_id ({stored_ref!r}); close it first, or send that session_id (or "
-                "none) to resume it.",
-                extra={"session_id": outcome.session_id, "client_session_id": stored_ref},
-            )
     body: dict[str, Any] = {
         "status": outcome.state,
         "session_id": outcome.session_id,

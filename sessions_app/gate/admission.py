@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
 from redis.commands.core import Script
-from redis.retry import Retry
 
 from sessions_app.gate.keys import RedisKeys
 
@@ -83,6 +81,10 @@ class OpenResult:
     promoted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
+    # What the caller the session was created for sent: how, and its own reference. None for a
+    # session Redis holds from before they were kept (the SQL record then knows).
+    via: str | None = None
+    client_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,14 +235,20 @@ class AdmissionManager:
     # --- sessions ---------------------------------------------------------------------------
 
     def open(
-        self, user: str, *, lane: str = "normal", via: str = "page", now: float | None = None
+        self,
+        user: str,
+        *,
+        lane: str = "normal",
+        via: str = "page",
+        client_ref: str = "",
+        now: float | None = None,
     ) -> OpenResult:
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}")
         new_id = str(uuid.uuid4())
-        sid, state, position, created, promoted, expired, abandoned, ticket = self._run(
-            "open", user, lane, new_id, via, now=now
-        )
+        reply = self._run("open", user, lane, new_id, via, client_ref, now=now)
+        sid, state, position, created, promoted, expired, abandoned, ticket = reply[:8]
+        kept_via, kept_ref = reply[8:10]
         return OpenResult(
             session_id=sid,
             state=state,
@@ -250,6 +258,8 @@ class AdmissionManager:
             promoted=promoted,
             expired=expired,
             abandoned=abandoned,
+            via=kept_via or None,
+            client_ref=kept_ref if kept_via else None,
         )
 
     def close(
@@ -455,37 +465,6 @@ def default_limits() -> dict[str, int]:
     }
 
 
-def pool_options() -> dict[str, Any]:
-    """How each process talks to Redis, sized so that "busy" is never reported as "unreachable".
-
-    Measured (issue 11): 2,000 API creates over 4 daphne processes, Redis healthy, answered 12-182
-    times 503 "unreachable". Django's ASGI handler runs each sync view in a thread of its own, so
-    a burst is hundreds of threads per process; with 64 pooled connections and a 5 s wait, a
-    thread still queued after 5 s got redis-py's ConnectionError("No connection available.").
-    That is the process being busy, not Redis being down. So:
-
-    * waiting for a pooled connection has no deadline (`timeout=None`): every holder gives its
-      connection back within one socket timeout, and when Redis is down each one fails fast at
-      connect, so a waiter soon gets a connection and learns the real answer from Redis itself;
-    * the API bounds how many requests per process run at once (api/views.py), so the pool is
-      rarely waited for and the threads that do run are not starved of the GIL past the socket
-      timeout on a loaded box;
-    * a connection found dead (Redis restarted, a reset) is retried once on a fresh one: the
-      script never reached a server that closed the socket, so it cannot run twice there.
-    """
-    from sessions_app import conf
-
-    return {
-        "max_connections": int(conf.get("REDIS_POOL_SIZE")),
-        "timeout": None,
-        "socket_timeout": float(conf.get("REDIS_SOCKET_TIMEOUT_SECONDS")),
-        "socket_connect_timeout": 2,
-        "health_check_interval": 30,
-        "retry": Retry(NoBackoff(), 1),
-        "retry_on_error": [redis.exceptions.ConnectionError],
-    }
-
-
 # Set by apps.py to read the recorded GateSettings (this module stays free of the ORM).
 config_loader: Callable[[], dict[str, int]] = default_limits
 _manager: AdmissionManager | None = None
@@ -496,6 +475,8 @@ def get_manager() -> AdmissionManager:
     global _manager
     if _manager is None:
         from django.conf import settings
+
+        from sessions_app.gate.connection import pool_options
 
         pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **pool_options())
         client = redis.Redis(connection_pool=pool)
