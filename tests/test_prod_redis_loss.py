@@ -138,8 +138,10 @@ async def test_redis_restarted_empty_is_repaired_by_the_sweeper_within_10_s(
             assert frames[-1] == {"type": "session.closed", "reason": "lost", "note": ""}
         else:
             assert frames[-1]["type"] == "error" and frames[-1]["code"] == "UNAVAILABLE"
-    assert "Traceback" not in stack["log"].read_text()
-    assert "1011" not in server.log()
+    # The sweeper lived through it (a notice lost while Redis was down is a logged warning).
+    assert stack["sweeper"].poll() is None
+    assert " ERROR " not in stack["log"].read_text()
+    assert "Exception inside application" not in server.log()  # what daphne answers 1011
 
     # The gate admits again: the person who comes back gets a seat (the limit is still 1).
     again = await open_ws(server, await sync_to_async(login_cookie)("third"))
@@ -180,4 +182,6 @@ async def test_lost_admission_data_is_repaired_and_open_pages_are_told(
         assert code == 4000, f"closed with {code}: {frames}"
         assert frames[-1] == {"type": "session.closed", "reason": "lost", "note": ""}
     assert took <= REPAIR_WITHIN
-    assert "Traceback" not in stack["log"].read_text()
+    # The sweeper lived through it (a notice lost while Redis was down is a logged warning).
+    assert stack["sweeper"].poll() is None
+    assert " ERROR " not in stack["log"].read_text()
