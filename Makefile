@@ -1,5 +1,6 @@
 # chatgate — two commands do everything on a fresh machine:
 #   make run    install, migrate, start Redis if REDIS_URL is unset, serve on 127.0.0.1:8000
+#               (WORKERS=N make run: N daphne processes on that one port, one sweeper)
 #   make test   install, start what the tests need (Redis, Chromium), run lint, types, tests
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -18,7 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: install
-	DEBUG=$${DEBUG:-1} $(BIN)/python -m sessions_app.devrun
+	DEBUG=$${DEBUG:-1} WORKERS=$${WORKERS:-1} $(BIN)/python -m sessions_app.devrun
 
 # Debian's Chromium, CJK fonts and gettext for the browser tests and translations (Playwright
 # never downloads a browser). apt-get needs root: sudo is used when we are not.

@@ -271,6 +271,9 @@ CHATGATE = {
     # A service token opens sessions for many people: its own, larger budget (api/views.py).
     "API_TOKEN_CREATE_RATE_PER_MINUTE": env_int("API_TOKEN_CREATE_RATE_PER_MINUTE", 600),
     "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 64 * 1024),
+    "REDIS_POOL_SIZE": env_int("REDIS_POOL_SIZE", 64),
+    "REDIS_SOCKET_TIMEOUT_SECONDS": env_int("REDIS_SOCKET_TIMEOUT_SECONDS", 5),
+    "API_CONCURRENCY": env_int("API_CONCURRENCY", 16),
     "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
     "METRICS_ALLOWED_IPS": env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]),
     "METRICS_RETENTION_SECONDS": env_int("METRICS_RETENTION_SECONDS", 24 * 3600),

@@ -38,6 +38,15 @@ DEFAULTS: dict[str, Any] = {
     # The largest frame the server sends: under daphne's --websocket-max-message-size (64 KiB),
     # which caps sends too; a bigger frame is refused with a logged error (consumers/base.py).
     "MAX_SEND_BYTES": 60_000,
+    # Redis connections per process for the gate's own client (gate/admission.py pool_options);
+    # above the API's per-process concurrency plus the sockets' and sweeper's needs.
+    "REDIS_POOL_SIZE": 64,
+    # How long one Redis reply may take before it counts as Redis not answering. Scripts take
+    # microseconds in Redis; the margin is for a loaded box's scheduling, not for Redis.
+    "REDIS_SOCKET_TIMEOUT_SECONDS": 5,
+    # Requests of the v1 session API that run at once per process; the rest wait their turn
+    # (api/views.py). Bounds threads wanting Redis and database connections in a burst.
+    "API_CONCURRENCY": 16,
     "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": ["127.0.0.1", "::1"],
     "METRICS_RETENTION_SECONDS": 24 * 3600,

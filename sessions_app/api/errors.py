@@ -76,7 +76,9 @@ def json_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             response = view(request, *args, **kwargs)
         except ApiError as exc:
             response = exc.response()
-        except GateUnavailable:
+        except GateUnavailable as exc:
+            # The detail (which redis-py error) tells an operator "down" from "too busy".
+            logger.warning("admission store unavailable in %s: %s", request.path, exc.detail)
             response = unavailable(
                 "The admission store is unreachable; nobody is admitted until it returns. "
                 "Try again shortly."

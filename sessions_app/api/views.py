@@ -17,7 +17,9 @@ let clients make identifiers up, which let one client guess another's). The gate
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +63,30 @@ def endpoint(**handlers: Handler) -> Handler:
         return handler(request, **kwargs)
 
     return view
+
+
+_entry: threading.BoundedSemaphore | None = None
+_entry_made = threading.Lock()
+
+
+def bounded(handler: Handler) -> Handler:
+    """Runs at most API_CONCURRENCY session requests at once in this process; the rest wait.
+
+    Django's ASGI handler gives every sync request a thread of its own, so a burst of 500 is 500
+    threads contending for the GIL, the Redis pool and the SQLite write lock; a few of them then
+    waited past a timeout and a healthy gate answered 503 (issue 11). Waiting here costs nothing
+    but a blocked thread, and the requests that do run finish at full speed."""
+
+    @functools.wraps(handler)
+    def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        global _entry
+        with _entry_made:
+            if _entry is None:
+                _entry = threading.BoundedSemaphore(max(1, int(conf.get("API_CONCURRENCY"))))
+        with _entry:
+            return handler(request, **kwargs)
+
+    return wrapper
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -142,23 +168,16 @@ def session_create(request: HttpRequest) -> HttpResponse:
     subject = subject_for(caller, user_id, provision=True, in_path=False)
     _rate_limited("api_create_user", str(subject.pk), per_user, subject.get_username())
     outcome = services.session_open(user=subject, via=caller.via, client_session_id=client_ref)
-    stored_ref = client_ref
-    if not outcome.created:
-        stored_ref = (
-            ChatSession.objects.filter(id=outcome.session_id)
-            .values_list("client_session_id", flat=True)
-            .first()
-            or ""
+    stored_ref = outcome.client_session_id
+    if not outcome.created and client_ref and stored_ref and client_ref != stored_ref:
+        raise ApiError(
+            409,
+            "SESSION_CONFLICT",
+            f"{subject.get_username()} already has a live session with another "
+            f"session_id ({stored_ref!r}); close it first, or send that session_id (or "
+            "none) to resume it.",
+            extra={"session_id": outcome.session_id, "client_session_id": stored_ref},
         )
-        if client_ref and stored_ref and client_ref != stored_ref:
-            raise ApiError(
-                409,
-                "SESSION_CONFLICT",
-                f"{subject.get_username()} already has a live session with another "
-                f"session_id ({stored_ref!r}); close it first, or send that session_id (or "
-                "none) to resume it.",
-                extra={"session_id": outcome.session_id, "client_session_id": stored_ref},
-            )
     body: dict[str, Any] = {
         "status": outcome.state,
         "session_id": outcome.session_id,
@@ -290,9 +309,9 @@ def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
     raise not_found(f"No API endpoint at {request.path}; see /api/v1/openapi.json.")
 
 
-create_view = endpoint(POST=session_create)
-close_view = endpoint(DELETE=session_close)
-position_view = endpoint(GET=session_position)
-status_view = endpoint(GET=gate_status)
-cleanup_view = endpoint(POST=gate_cleanup)
+create_view = endpoint(POST=bounded(session_create))
+close_view = endpoint(DELETE=bounded(session_close))
+position_view = endpoint(GET=bounded(session_position))
+status_view = endpoint(GET=bounded(gate_status))
+cleanup_view = endpoint(POST=bounded(gate_cleanup))
 openapi_view = endpoint(GET=openapi)

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
+from redis.exceptions import RedisError
 
 from sessions_app import conf, notifications
 from sessions_app.chat import answering, messages
@@ -98,10 +99,22 @@ class ChatConsumer(GuardedJsonConsumer):
             return
         self.session_id = outcome.session_id
         await self.accept()
+        try:
+            await self._joined(outcome)
+        except (GateUnavailable, RedisError, OSError):
+            # Redis went away between the open and here (issue 11: a page connecting as Redis
+            # restarted got 1011): the documented UNAVAILABLE and 4013, and the page retries.
+            logger.warning("Redis lost while connecting %s", self.session_id, exc_info=True)
+            await self.close_unavailable()
+
+    async def _joined(self, outcome: services.OpenOutcome) -> None:
+        """After accept: the groups, the first status, presence, and any unanswered question."""
         await self.channel_layer.group_add(
             notifications.session_group(self.session_id), self.channel_name
         )
-        await self.channel_layer.group_add(notifications.user_group(user.pk), self.channel_name)
+        await self.channel_layer.group_add(
+            notifications.user_group(self.user.pk), self.channel_name
+        )
         if fanout_mode() == "plain":
             await self.channel_layer.group_add(notifications.QUEUE_GROUP, self.channel_name)
         else:

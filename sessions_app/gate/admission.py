@@ -81,6 +81,10 @@ class OpenResult:
     promoted: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
+    # What the caller the session was created for sent: how, and its own reference. None for a
+    # session Redis holds from before they were kept (the SQL record then knows).
+    via: str | None = None
+    client_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,14 +235,20 @@ class AdmissionManager:
     # --- sessions ---------------------------------------------------------------------------
 
     def open(
-        self, user: str, *, lane: str = "normal", via: str = "page", now: float | None = None
+        self,
+        user: str,
+        *,
+        lane: str = "normal",
+        via: str = "page",
+        client_ref: str = "",
+        now: float | None = None,
     ) -> OpenResult:
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}")
         new_id = str(uuid.uuid4())
-        sid, state, position, created, promoted, expired, abandoned, ticket = self._run(
-            "open", user, lane, new_id, via, now=now
-        )
+        reply = self._run("open", user, lane, new_id, via, client_ref, now=now)
+        sid, state, position, created, promoted, expired, abandoned, ticket = reply[:8]
+        kept_via, kept_ref = reply[8:10]
         return OpenResult(
             session_id=sid,
             state=state,
@@ -248,6 +258,8 @@ class AdmissionManager:
             promoted=promoted,
             expired=expired,
             abandoned=abandoned,
+            via=kept_via or None,
+            client_ref=kept_ref if kept_via else None,
         )
 
     def close(
@@ -464,14 +476,9 @@ def get_manager() -> AdmissionManager:
     if _manager is None:
         from django.conf import settings
 
-        pool = redis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=64,
-            timeout=5,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            health_check_interval=30,
-        )
+        from sessions_app.gate.connection import pool_options
+
+        pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **pool_options())
         client = redis.Redis(connection_pool=pool)
         _manager = AdmissionManager(
             client, RedisKeys(settings.CHATGATE_REDIS_PREFIX), config_loader=config_loader

@@ -84,6 +84,12 @@ class RedisKeys:
     def waits(self) -> str:
         return self._key("waits")
 
+    @property
+    def reconciled(self) -> str:
+        """The run id of the Redis server the last reconcile ran against (gate/reconcile.py):
+        missing or different means a restart, a failover or a data loss since."""
+        return self._key("reconciled")
+
     def session(self, session_id: str) -> str:
         return self._key(f"sess:{session_id}")
 

@@ -1,4 +1,10 @@
-"""Reconcile: compare Redis (the live truth) with the SQL record after a restart or data loss."""
+"""Reconcile: compare Redis (the live truth) with the SQL record after a restart or data loss.
+
+The sweeper runs it by itself (`reconcile_if_redis_changed`, issue 11): it notices a Redis
+restart, a failover to another server or a data loss by a marker that only a completed
+reconcile writes (the server's run id), and repairs within one sweep interval. The
+`reconcile_sessions` command stays for operators.
+"""
 
 from __future__ import annotations
 
@@ -182,3 +188,53 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
         promoted=promoted,
         limits_restored=limits_restored,
     )
+
+
+def redis_changed() -> str:
+    """Why the record may disagree with Redis since the last reconcile ("" when it cannot).
+
+    The marker holds the run id of the server the last reconcile ran against. A restart or a
+    failover changes the run id; a data loss (FLUSHALL, a restart without persistence, a
+    replica promoted before it had the data) loses the marker. The limits alone would not do:
+    the first transition after a loss puts them back, perhaps before the sweeper looks."""
+    from sessions_app.gate.admission import redis_errors
+
+    manager = get_manager()
+    with redis_errors():
+        pipe = manager.client.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.get(manager.keys.reconciled)
+        info, marker = pipe.execute()
+    run_id = str(info.get("run_id", ""))
+    if marker is None:
+        return "no reconcile recorded on this Redis (first start, or its data was lost)"
+    marker = marker.decode() if isinstance(marker, bytes) else str(marker)
+    if marker != run_id:
+        return "another Redis server (restarted, or a failover)"
+    return ""
+
+
+def _mark_reconciled(run_id: str) -> None:
+    from sessions_app.gate.admission import redis_errors
+
+    manager = get_manager()
+    with redis_errors():
+        manager.client.set(manager.keys.reconciled, run_id)
+
+
+def reconcile_if_redis_changed() -> ReconcileResult | None:
+    """The sweeper's repair: reconciles when Redis changed under us, else does nothing.
+
+    The run id is read before reconciling and marked after it, so a restart during the
+    reconcile is noticed again on the next sweep."""
+    reason = redis_changed()
+    if not reason:
+        return None
+    from sessions_app.gate.admission import redis_errors
+
+    with redis_errors():
+        run_id = str(get_manager().client.info("server").get("run_id", ""))
+    logger.warning("reconcile: %s; comparing Redis with the record", reason)
+    result = sessions_reconcile()
+    _mark_reconciled(run_id)
+    return result

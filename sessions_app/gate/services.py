@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -158,17 +158,52 @@ class OpenOutcome:
     state: str
     position: int
     created: bool
+    # The reference the session was opened with (the first caller's), "" for none.
+    client_session_id: str = ""
 
 
 def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -> OpenOutcome:
-    """Opens the person's session or returns their live one (one per person)."""
+    """Opens the person's session or returns their live one (one per person).
+
+    Several callers may race for one person's first session (two tabs, a client retrying, two
+    processes). Redis decides which of them created it and keeps what that caller sent (`via`,
+    its reference); every caller writes the record with those values, so whichever INSERT wins
+    the race, the record holds the first caller's, and the loser finds the row and moves on."""
     manager = get_manager()
     lane = lane_for(user)
-    result: OpenResult = manager.open(redis_user_key(user), lane=lane, via=via)
+    client_ref = client_session_id[:200]
+    result: OpenResult = manager.open(
+        redis_user_key(user), lane=lane, via=via, client_ref=client_ref
+    )
+    kept_ref = result.client_ref
     with transaction.atomic():
-        if result.created:
-            now = timezone.now()
-            # The id is new from Redis, so a plain INSERT (no read first).
+        if kept_ref is None:
+            # Opened before Redis kept the reference: the record has it (or the row is lost).
+            kept_ref = (
+                ChatSession.objects.filter(id=result.session_id)
+                .values_list("client_session_id", flat=True)
+                .first()
+            ) or ""
+        _record_open(user=user, result=result, lane=lane, via=result.via or via, ref=kept_ref)
+        _record_changes(
+            promoted=result.promoted,
+            closed=_closed_map(result.expired, result.abandoned),
+            # Joining at the back moves nobody; a priority arrival moves those it passes.
+            queue_moved=result.created and result.state == "queued" and lane != "normal",
+        )
+    return OpenOutcome(
+        result.session_id, result.state, result.position, result.created, kept_ref or ""
+    )
+
+
+def _record_open(*, user: Any, result: OpenResult, lane: str, via: str, ref: str) -> None:
+    """The SQL row of an opened session; present already for every caller but the first few."""
+    if not result.created and ChatSession.objects.filter(id=result.session_id).exists():
+        return
+    now = timezone.now()
+    try:
+        # A savepoint: losing the INSERT race must not spoil the caller's transaction.
+        with transaction.atomic():
             ChatSession.objects.create(
                 id=result.session_id,
                 user=user,
@@ -176,24 +211,13 @@ def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -
                 lane=lane,
                 ticket=result.ticket,
                 opened_via=via,
-                client_session_id=client_session_id[:200],
+                client_session_id=ref,
                 created_at=now,
                 activated_at=now if result.state == "active" else None,
             )
-        else:
-            # Normally recorded already; get_or_create covers a record lost (a restored
-            # database) and two first opens racing from two tabs or processes.
-            ChatSession.objects.get_or_create(
-                id=result.session_id,
-                defaults={"user": user, "state": result.state, "ticket": result.ticket},
-            )
-        _record_changes(
-            promoted=result.promoted,
-            closed=_closed_map(result.expired, result.abandoned),
-            # Joining at the back moves nobody; a priority arrival moves those it passes.
-            queue_moved=result.created and result.state == "queued" and lane != "normal",
-        )
-    return OpenOutcome(result.session_id, result.state, result.position, result.created)
+    except IntegrityError:
+        # Another caller of the same person inserted it a moment ago, with the same values.
+        pass
 
 
 def session_close(

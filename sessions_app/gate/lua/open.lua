@@ -3,10 +3,14 @@
 -- KEYS: see _lib.lua
 -- ARGV[3] user key  ARGV[4] lane ("normal"|"priority")  ARGV[5] id for a new session
 -- ARGV[6] via ("page" marks presence from a page, "api" presence from a poll)
+-- ARGV[7] the caller's own reference for the session ("" for none)
 -- returns {session_id, state, position, created(0|1), promoted{}, expired{}, abandoned{},
---          ticket}
+--          ticket, via, ref}
+-- `via` and `ref` are what the FIRST caller sent (the one the session was created for), so
+-- that whichever of several racing callers writes the SQL record first writes those (issue
+-- 11); false for a session created before they were kept.
 if not CONFIGURED then return redis.error_reply(NOCONFIG) end
-local user, lane, new_id, via = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local user, lane, new_id, via, ref = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
 local expired, abandoned = sweep_due()
 local existing = redis.call('GET', user_key(user))
@@ -28,8 +32,9 @@ if existing then
   if state then
     mark_seen(existing)
     keep_alive(existing, user)
+    local kept = redis.call('HMGET', sess_key(existing), 'ticket', 'via', 'ref')
     return {existing, state, position_of(existing), 0, promoted, expired, abandoned,
-            tonumber(redis.call('HGET', sess_key(existing), 'ticket'))}
+            tonumber(kept[1]), kept[2], kept[3] or (kept[2] and '')}
   end
   redis.call('DEL', user_key(user))
 end
@@ -37,7 +42,9 @@ end
 local ticket = redis.call('INCR', K_SEQ)
 local key = sess_key(new_id)
 redis.call('HSET', key, 'user', user, 'state', 'queued', 'lane', lane,
-           'ticket', ticket, 'created', tostring(NOW), 'paged', '0', 'over', '0')
+           'ticket', ticket, 'created', tostring(NOW), 'paged', '0', 'over', '0', 'via', via)
+-- Most callers send no reference: no field then (memory per queued session, P8).
+if ref ~= '' then redis.call('HSET', key, 'ref', ref) end
 redis.call('SET', user_key(user), new_id)
 mark_seen(new_id)
 keep_alive(new_id, user)
@@ -47,7 +54,7 @@ local has_seat = CFG.paused ~= 1 and redis.call('ZCARD', K_QUEUE) == 0
                  and redis.call('ZCARD', K_ACTIVE) < CFG.max_active
 if has_seat then
   activate(new_id, false)
-  return {new_id, 'active', 0, 1, promoted, expired, abandoned, ticket}
+  return {new_id, 'active', 0, 1, promoted, expired, abandoned, ticket, via, ref}
 end
 redis.call('ZADD', K_QUEUE, queue_score(lane, ticket), new_id)
-return {new_id, 'queued', position_of(new_id), 1, promoted, expired, abandoned, ticket}
+return {new_id, 'queued', position_of(new_id), 1, promoted, expired, abandoned, ticket, via, ref}

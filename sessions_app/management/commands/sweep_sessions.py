@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sessions_app import alerts, conf, metrics
 from sessions_app.chat.sweep import messages_sweep
-from sessions_app.gate import services
+from sessions_app.gate import reconcile, services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 
 GAUGE_SAMPLE_SECONDS = 15.0
@@ -19,7 +19,8 @@ ALERT_EVALUATE_SECONDS = 5.0
 class Command(BaseCommand):
     help = (
         "Expire idle sessions, drop abandoned ones, reclaim dead query slots, promote; end "
-        "answers nobody is writing any more."
+        "answers nobody is writing any more. With --loop, also reconcile Redis with the record "
+        "by itself after a Redis restart, failover or data loss."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -58,6 +59,9 @@ class Command(BaseCommand):
                         # After a Redis restart the live limits are gone: push them again.
                         services.limits_sync_from_record()
                         synced = True
+                    # After a Redis restart, failover or data loss: close as `lost` what
+                    # Redis no longer holds and tell those people (issue 11).
+                    reconcile.reconcile_if_redis_changed()
                     result = services.sessions_sweep()
                     # Answers left behind by a dead process or a closed seat (issue 8).
                     messages_sweep()
