@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from sessions_app.chat.backends import BackendError, ChatBackend, ChatTurn, StreamEnd, get_backend
+from sessions_app.chat.backends import openai as openai_backend
 from sessions_app.chat.backends.echo import EchoBackend, echo_reply
 from sessions_app.chat.backends.openai import OpenAIBackend
 
@@ -163,6 +165,42 @@ async def test_openai_stream_can_be_cancelled_mid_answer(model_server: FakeModel
     with pytest.raises(asyncio.CancelledError):
         await task
     assert 0 < len(got) < 4
+
+
+async def test_openai_answers_share_one_http_client_per_event_loop(
+    model_server: FakeModelServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building an httpx client costs ~25 ms (CA bundle read on the loop): the answering loop
+    builds a backend per answer, and every answer on one loop must reuse one client."""
+    built: list[httpx.AsyncClient] = []
+
+    class CountingClient(httpx.AsyncClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
+    settings.CHATGATE = {
+        **getattr(settings, "CHATGATE", {}),
+        "CHAT_BACKEND": "openai",
+        "OPENAI_BASE_URL": model_server.base_url,
+        "OPENAI_MODEL": "m",
+    }
+    for question in ("one", "two", "three"):
+        backend = get_backend()  # as answering.py does: a backend per answer
+        pieces, _ = await collect(backend, [ChatTurn("user", question)])
+        assert "".join(pieces) == f"You asked: {question}"
+        await backend.aclose()
+    assert len(built) == 1
+    assert openai_backend.shared_client() is built[0]
+
+    # Another event loop (a thread, a test) gets its own client: connections are loop-bound.
+    other = await asyncio.to_thread(lambda: asyncio.run(_client_of_a_new_loop()))
+    assert other is not built[0] and len(built) == 2
+
+
+async def _client_of_a_new_loop() -> httpx.AsyncClient:
+    return openai_backend.shared_client()
 
 
 async def test_echo_is_deterministic_and_counts_tokens() -> None:
