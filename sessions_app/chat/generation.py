@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sessions_app import conf
+from sessions_app.chat.handoff import wakeups_for
 from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.gate.services import NotActive
 
@@ -71,8 +72,11 @@ async def generation_slot(
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + limit
     last_place = -1
+    # A freed slot wakes this waiter at once (handoff.py); the poll stays as the fallback.
+    wakeups = wakeups_for(manager)
     try:
         while True:
+            epoch = wakeups.epoch
             result = await asyncio.to_thread(
                 manager.acquire_slot,
                 session_id,
@@ -89,7 +93,11 @@ async def generation_slot(
                 await on_wait(result.place)
             if loop.time() >= give_up_at:
                 raise CapacityTimeout(session_id)
-            await asyncio.sleep(poll_interval)
+            await wakeups.wait(
+                poll_interval,
+                since=epoch,
+                place=result.place,
+            )
     except BaseException:
         await asyncio.shield(
             asyncio.to_thread(

@@ -20,6 +20,7 @@ build the per-session and per-user keys from it with exactly the names below (`s
 | stats      | hash       | global counters (admissions, promotions, expiries, ...)         |
 | departures | list       | times of recent departures from the active set (for ETAs)       |
 | waits      | list       | recent queue waits in seconds (for the console's percentiles)   |
+| slotfree   | channel    | pub/sub: "a slot was freed" wake-ups for waiting queries        |
 
 Departure from DESIGN.md §2: `active` scores are the time of last activity, not the idle
 deadline, so that a live change of the idle timeout applies at once to everyone.
@@ -67,6 +68,12 @@ class RedisKeys:
     @property
     def slot_waiters(self) -> str:
         return self._key("slotw")
+
+    @property
+    def slot_free(self) -> str:
+        """A pub/sub channel, not a key: release_slot.lua publishes on it (building the same
+        name from ARGV[1]) when a slot or a waiting place is given up (chat/handoff.py)."""
+        return self._key("slotfree")
 
     @property
     def config(self) -> str:

@@ -1,0 +1,112 @@
+"""Slot handoff: a freed generation slot reaches the next waiting question at once (a push over
+Redis pub/sub), not on its next poll, and the push never changes who gets the slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+from django.contrib.auth.models import User
+
+from sessions_app.chat import generation, handoff
+from sessions_app.gate import services
+from sessions_app.gate.admission import AdmissionManager, get_manager
+
+pytestmark = pytest.mark.django_db
+
+# Far longer than any test waits: a grant that arrives quickly cannot have come from the poll.
+SLOW_POLL = 30.0
+
+
+def open_sessions(n: int) -> list[str]:
+    users = [User.objects.create_user(f"h{i}", password="x") for i in range(n)]
+    return [services.session_open(user=u).session_id for u in users]
+
+
+def other_process(redis_url: str) -> AdmissionManager:
+    """A manager on its own connection, as another daphne process would hold."""
+    mine = get_manager()
+    return AdmissionManager(redis.Redis.from_url(redis_url), mine.keys)
+
+
+async def wait_listening(manager: AdmissionManager) -> None:
+    wakeups = handoff.wakeups_for(manager)
+    for _ in range(200):
+        if wakeups.listening:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the handoff listener never subscribed")
+
+
+def test_a_slot_freed_by_another_process_wakes_the_waiter_at_once(redis_url: str) -> None:
+    get_manager().set_limits({"max_concurrent_queries": 1})
+    holder, waiter = open_sessions(2)
+    other = other_process(redis_url)
+    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    assert held.outcome == "granted"
+
+    async def scenario() -> float:
+        places: list[int] = []
+
+        async def on_wait(place: int) -> None:
+            places.append(place)
+
+        async def ask() -> float:
+            async with generation.generation_slot(
+                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
+            ):
+                return time.monotonic()
+
+        task = asyncio.create_task(ask())
+        await wait_listening(get_manager())
+        while not places:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the waiter is asleep on its (30 s) poll by now
+        assert not task.done()
+        released_at = time.monotonic()
+        assert await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
+        granted_at = await asyncio.wait_for(task, timeout=5)
+        return granted_at - released_at
+
+    handoff_seconds = asyncio.run(scenario())
+    assert handoff_seconds < 1.0, handoff_seconds
+    other.client.close()
+
+
+def test_woken_waiters_are_still_served_in_the_order_they_asked(redis_url: str) -> None:
+    """Every waiter is woken by each release; the script alone picks who gets the slot."""
+    get_manager().set_limits({"max_concurrent_queries": 1})
+    holder, *waiters = open_sessions(4)
+    other = other_process(redis_url)
+    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        asked: list[str] = []
+
+        async def ask(sid: str) -> None:
+            async def on_wait(place: int) -> None:
+                if sid not in asked:
+                    asked.append(sid)
+
+            async with generation.generation_slot(
+                session_id=sid, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
+            ):
+                order.append(sid)
+                await asyncio.sleep(0.05)  # hold it a moment: the others must keep waiting
+
+        await wait_listening(get_manager())
+        tasks = []
+        for sid in waiters:  # one at a time, so that the order they asked in is known
+            tasks.append(asyncio.create_task(ask(sid)))
+            while sid not in asked:
+                await asyncio.sleep(0.01)
+        await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+
+    asyncio.run(scenario())
+    assert order == waiters
+    assert get_manager().counts()["in_flight"] == 0
+    other.client.close()
