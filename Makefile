@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history clean
+.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history bench-handoff clean
 
 install: $(STAMP)
 
@@ -50,6 +50,9 @@ bench: install
 
 bench-fanout: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_bench.py --waiting $${WAITING:-1000} --rounds $${ROUNDS:-20}
+
+bench-handoff: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/handoff_bench.py --seconds $${SECONDS_RUN:-60} --latency $${LATENCY:-2}
 
 bench-history: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/history_cache_bench.py

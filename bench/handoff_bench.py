@@ -1,0 +1,188 @@
+"""Benchmark P6/P7: generation slot handoff and throughput with 10 slots and a model server of
+fixed latency, against the same run with the old behaviour (no push, a new HTTP client per
+answer) and against clients talking to the model server directly (the ideal).
+
+    make bench-handoff     (60 s, 2 s answers; or: python -m sessions_app.devredis --
+                            python bench/handoff_bench.py --seconds 60 --latency 2)
+
+The model server is a real OpenAI-compatible streaming server on loopback (server-sent
+events, like the tests' fake): every answer takes --latency seconds, in --chunks pieces.
+More people ask than there are slots, each asking again as soon as answered, so a slot is
+always wanted. Through the gate each answer is: generation_slot (the real Lua scripts on a
+real Redis) around OpenAIBackend.stream.
+
+P6 handoff: an answer ends (its last piece arrived and its slot was given back) -> the next
+waiting question's first piece arrives; paired in order (the i-th end with the (i+slots)-th
+start), steady state only. Goal p99 <= 50 ms.
+P7 answers completed in --seconds, against slots x seconds / latency. Goal >= 95%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("CHATGATE_TESTING", "1")
+os.environ.setdefault("CHATGATE_REDIS_PREFIX", f"bench{uuid.uuid4().hex[:6]}")
+
+import django  # noqa: E402
+
+django.setup()
+
+import httpx  # noqa: E402
+
+from sessions_app.chat import generation, handoff  # noqa: E402
+from sessions_app.chat.backends import openai as openai_backend  # noqa: E402
+from sessions_app.chat.backends.base import ChatTurn, StreamEnd  # noqa: E402
+from sessions_app.gate.admission import get_manager  # noqa: E402
+
+SLOTS = 10
+
+
+class ModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+    latency = 1.0
+    chunks = 10
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ModelServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as vLLM and Ollama do
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def handle_one_request(self) -> None:
+        # The clients hang up when a mode ends: not worth a traceback.
+        try:
+            super().handle_one_request()
+        except ConnectionError:
+            self.close_connection = True
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        # The first piece at once (a handoff is measured to it), the last one `latency` later.
+        pause = self.server.latency / max(1, self.server.chunks - 1)
+        for i in range(self.server.chunks):
+            if i:
+                time.sleep(pause)
+            chunk = {"choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
+            self._write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self._write(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _write(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def run_mode(mode: str, base_url: str, people: int, seconds: float) -> dict[str, Any]:
+    manager = get_manager()
+    for key in manager.client.scan_iter(manager.keys.all_pattern()):
+        manager.client.delete(key)
+    manager.set_limits({"max_active_sessions": people, "max_concurrent_queries": SLOTS})
+    sessions = [manager.open(f"p{i}-{mode}").session_id for i in range(people)]
+    backend = openai_backend.OpenAIBackend(base_url=base_url, model="m")
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + seconds
+    starts: list[float] = []  # first piece of an answer arrived
+    ends: list[float] = []  # an answer's slot was given back
+    completed = 0
+
+    async def through_gate(sid: str) -> None:
+        nonlocal completed
+        while loop.time() < stop_at:
+            async with generation.generation_slot(session_id=sid, timeout=120):
+                first = True
+                async for _ in backend.stream([ChatTurn("user", "hi")], StreamEnd()):
+                    if first:
+                        starts.append(loop.time())
+                        first = False
+            ends.append(loop.time())
+            if ends[-1] <= stop_at:
+                completed += 1
+
+    async def direct(n: int) -> None:
+        nonlocal completed
+        while loop.time() < stop_at:
+            async for _ in backend.stream([ChatTurn("user", "hi")], StreamEnd()):
+                pass
+            if loop.time() <= stop_at:
+                completed += 1
+
+    if mode == "direct":
+        await asyncio.gather(*(direct(n) for n in range(SLOTS)))
+    else:
+        await asyncio.gather(*(through_gate(sid) for sid in sessions))
+    # Steady state: the i-th end frees the slot the (i + SLOTS)-th start takes.
+    gaps = [
+        (starts[i + SLOTS] - ends[i]) * 1000
+        for i in range(len(ends))
+        if i + SLOTS < len(starts) and starts[i + SLOTS] >= ends[i]
+    ]
+    return {"completed": completed, "gaps": gaps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--latency", type=float, default=2.0, help="seconds per answer")
+    parser.add_argument("--chunks", type=int, default=10)
+    parser.add_argument("--people", type=int, default=30, help="sessions asking (> slots)")
+    parser.add_argument("--modes", default="direct,old,new")
+    args = parser.parse_args()
+
+    server = ModelServer(("127.0.0.1", 0), _Handler)
+    server.latency, server.chunks = args.latency, args.chunks
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    ideal = SLOTS * int(args.seconds / args.latency)
+    print(f"{SLOTS} slots, {args.people} people, answers of {args.latency} s, {args.seconds} s")
+    print(f"load: {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} cores)")
+    shared_client = openai_backend.shared_client
+    for mode in args.modes.split(","):
+        if mode == "old":
+            # Before issue 11: a new HTTP client per answer, and waiters only poll (50 ms).
+            openai_backend.shared_client = lambda: httpx.AsyncClient()  # type: ignore[assignment]
+            handoff.WAKE_PLACES = 0
+        else:
+            openai_backend.shared_client = shared_client
+            handoff.WAKE_PLACES = SLOTS
+        result = asyncio.run(run_mode(mode, base_url, args.people, args.seconds))
+        gaps = result["gaps"]
+        share = result["completed"] / ideal
+        line = f"  {mode:<7} completed {result['completed']:>4} / ideal {ideal} = {share:6.1%}"
+        if gaps:
+            line += (
+                f"   handoff ms p50 {statistics.median(gaps):6.1f}"
+                f"  p99 {pct(gaps, 0.99):6.1f}  (n={len(gaps)})"
+            )
+        print(line, flush=True)
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
