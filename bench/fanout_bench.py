@@ -71,7 +71,10 @@ def free_port() -> int:
 
 def start_daphne(mode: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = dict(os.environ, FANOUT_MODE=mode, PYTHONUNBUFFERED="1", LOG_LEVEL="DEBUG")
+    # "<mode>+nogc": the same without sessions_app/gctune.py (its same-run baseline).
+    fanout_mode, _, variant = mode.partition("+")
+    env = dict(os.environ, FANOUT_MODE=fanout_mode, PYTHONUNBUFFERED="1", LOG_LEVEL="DEBUG")
+    env["CHATGATE_GC_TUNE"] = "0" if variant == "nogc" else "1"
     log = (TMP / f"daphne-{mode}.log").open("wb")
     process = subprocess.Popen(
         [
@@ -285,7 +288,7 @@ def main() -> None:
     notifications.flush()
     if len(results) == 2 and results[0]["p3"] and results[1]["p3"]:
         ratio = pct(results[1]["p3"], 50) / pct(results[0]["p3"], 50)
-        print(f"# P3 median: plain broadcast / registry = {ratio:.1f}x")
+        print(f"# P3 median: {results[1]['mode']} / {results[0]['mode']} = {ratio:.1f}x")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from sessions_app import gctune  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -32,3 +33,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything above lives as long as the process: no full collection need walk it again.
+gctune.after_startup()

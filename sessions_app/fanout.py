@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from sessions_app import notifications
+from sessions_app import gctune, notifications
 from sessions_app.gate import eta, selectors, services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 
@@ -289,7 +289,8 @@ class Registry:
             await self.dirty.wait()
             self.dirty.clear()
             try:
-                await self.flush()
+                with gctune.paused():  # no full collection in the middle of a round
+                    await self.flush()
             except GateUnavailable:
                 logger.warning("fan-out: Redis unreachable; positions resume when it returns")
                 await asyncio.sleep(1.0)
@@ -333,6 +334,7 @@ class Registry:
         while True:
             await asyncio.sleep(self.check_every)
             try:
+                gctune.settle(len(self.entries))  # between rounds: freeze after a burst
                 if loop.time() - last_presence >= PRESENCE_SECONDS:
                     last_presence = loop.time()
                     await self.keep_present()
