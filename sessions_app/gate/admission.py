@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "open",
     "close",
     "touch",
+    "touch_many",
     "sweep",
     "promote",
     "set_limits",

@@ -50,6 +50,8 @@ def redis_user_key(user: Any) -> str:
 # LANE_CACHE_SECONDS per process, not per open: the permission join costs more than the whole
 # Redis transition. A grant or revocation applies to sessions opened after that delay.
 LANE_CACHE_SECONDS = 30.0
+# Ids per presence script call: bounded, so that one call never holds Redis for long.
+PRESENCE_BATCH = 1000
 _priority_cache: tuple[float, frozenset[int]] = (0.0, frozenset())
 
 
@@ -266,6 +268,24 @@ def session_touch(*, session_id: str, kind: str) -> TouchResult:
         with transaction.atomic():
             _record_changes(promoted=result.promoted, closed=closed, queue_moved=True)
     return result
+
+
+def sessions_touch_presence(session_ids: Sequence[str]) -> dict[str, str]:
+    """Presence for many open pages in one script call per PRESENCE_BATCH (one process's
+    heartbeat): the same rule as `session_touch(kind="presence")` for each. Returns the
+    sessions it found past due and ended, with how ({id: "expired"|"abandoned"})."""
+    closed: dict[str, str] = {}
+    promoted: list[str] = []
+    manager = get_manager()
+    ids = [str(s) for s in session_ids]
+    for start in range(0, len(ids), PRESENCE_BATCH):
+        flat, heads = manager._run("touch_many", *ids[start : start + PRESENCE_BATCH])
+        closed.update(zip(flat[::2], flat[1::2], strict=True))
+        promoted += heads
+    if closed or promoted:
+        with transaction.atomic():
+            _record_changes(promoted=promoted, closed=closed, queue_moved=True)
+    return closed
 
 
 def sessions_sweep() -> SweepResult:
