@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history bench-handoff clean
+.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history bench-handoff bench-presence clean
 
 install: $(STAMP)
 
@@ -53,6 +53,9 @@ bench-fanout: install
 
 bench-handoff: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/handoff_bench.py --seconds $${SECONDS_RUN:-60} --latency $${LATENCY:-2}
+
+bench-presence: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/presence_bench.py --pages $${PAGES:-5000}
 
 bench-history: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/history_cache_bench.py
