@@ -151,7 +151,11 @@ def message_dict(message: Any, *, owner_name: str, sibling_ids: list[int]) -> di
         "message_type": message.message_type,
         "content": message.content,
         "status": message.status,
-        "metadata": {"tokens_used": message.tokens_used, "latency_ms": message.latency_ms},
+        "metadata": {
+            **(message.client_metadata or {}),
+            "tokens_used": message.tokens_used,
+            "latency_ms": message.latency_ms,
+        },
         "created_at": _iso(message.created_at),
         "edited": message.edited,
         "edited_at": _iso(message.edited_at),
@@ -165,15 +169,19 @@ def thread_page(
     limit: int = PAGE_DEFAULT,
     before: int | None = None,
     leaf: int | None = None,
+    after: int | None = None,
 ) -> dict[str, Any]:
     """The path ending at `leaf` (default: the newest leaf; a message that is not a leaf stands
     for its newest descendant leaf), oldest→newest, the `limit` messages just before `before`.
+    With `after`, paging runs forward: the `limit` messages just after `after` (and before
+    `before` when both are given); `has_more` then says whether more follow the page.
 
-    Raises MessageNotFound for a `leaf` or `before` not on this conversation's path."""
+    Raises MessageNotFound for a `leaf`, `before` or `after` not on this conversation's path."""
     tree = Tree.load(conversation.pk)
     if not tree.parent_of:
-        if leaf is not None or before is not None:
-            raise MessageNotFound(str(leaf if leaf is not None else before))
+        for given in (leaf, before, after):
+            if given is not None:
+                raise MessageNotFound(str(given))
         return {"messages": [], "has_more": False, "total": 0, "leaf_id": None}
     if leaf is None:
         leaf_id = max(tree.parent_of)
@@ -188,14 +196,22 @@ def thread_page(
         end = path.index(before)
     else:
         raise MessageNotFound(str(before))
-    start = max(0, end - limit)
+    if after is None:
+        start = max(0, end - limit)
+        has_more = start > 0
+    elif after in path:
+        start = path.index(after) + 1
+        has_more = start + limit < end
+        end = min(end, start + limit)
+    else:
+        raise MessageNotFound(str(after))
     ids = path[start:end]
     by_pk = ChatMessage.objects.in_bulk(ids)
     owner_name = conversation.owner.get_username()
     messages = [
         message_dict(by_pk[pk], owner_name=owner_name, sibling_ids=tree.siblings(pk)) for pk in ids
     ]
-    return {"messages": messages, "has_more": start > 0, "total": len(path), "leaf_id": leaf_id}
+    return {"messages": messages, "has_more": has_more, "total": len(path), "leaf_id": leaf_id}
 
 
 def path_contents(*, conversation_id: Any, up_to: int, limit: int) -> list[tuple[str, str]]:
