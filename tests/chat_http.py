@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
 
 from sessions_app.chat import conversations
 from sessions_app.models import ApiToken
@@ -35,6 +36,16 @@ def person(name: str, *, can_act_for_users: bool = False) -> Person:
     )
     conversation = conversations.conversation_create(owner=user, title="", announce=False)
     return Person(user=user, token=raw, conversation_id=str(conversation.pk))
+
+
+def login_cookie_for(user: Any) -> str:
+    """A real Django session for `user`, as the login form would create it."""
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return f"sessionid={store.session_key}"
 
 
 @dataclass

@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 
 from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatMessage
-from tests.chat_http import open_sse, person
+from tests.chat_http import login_cookie_for, open_sse, person
 from tests.live import DaphneServer, start_daphne
 from tests.test_chat_live import next_of, open_ws
 
@@ -71,18 +71,6 @@ async def test_the_answer_streams_as_events_and_reaches_the_page(
     ask, reply = history["messages"]
     assert ask["metadata"]["device"] == "cli" and ask["sender_type"] == "user"
     assert reply["content"] == text and reply["metadata"]["tokens_used"] == event["tokens_used"]
-
-
-def login_cookie_for(user: object) -> str:
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
-    store = SessionStore()
-    store[SESSION_KEY] = str(user.pk)  # type: ignore[attr-defined]
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()  # type: ignore[attr-defined]
-    store.create()
-    return f"sessionid={store.session_key}"
 
 
 async def test_a_client_that_goes_away_frees_its_slot_within_a_second(
