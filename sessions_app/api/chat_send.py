@@ -109,6 +109,8 @@ def _question(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     content = data.get("content")
     if not isinstance(content, str) or not content.strip() or "\x00" in content:
         raise bad_request("A message needs some text in `content`.")
+    if not _encodable(content):
+        raise bad_request("`content` may not contain unpaired surrogate characters.")
     limit = int(conf.get("MAX_MESSAGE_CHARS"))
     if len(content) > limit:
         raise ApiError(400, "TOO_LARGE", f"At most {limit} characters a message.")
@@ -121,9 +123,22 @@ def _question(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         metadata = {}
     if not isinstance(metadata, dict):
         raise bad_request("`metadata` must be a JSON object.")
-    if len(json.dumps(metadata, ensure_ascii=False).encode()) > METADATA_MAX_BYTES:
+    try:
+        # Stored as JSON text: NaN/Infinity and lone surrogates would be refused by the database.
+        size = len(json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode())
+    except (ValueError, UnicodeEncodeError):
+        raise bad_request("`metadata` must be plain JSON (no NaN, no lone surrogates).") from None
+    if size > METADATA_MAX_BYTES:
         raise bad_request(f"`metadata` may hold at most {METADATA_MAX_BYTES} bytes.")
     return content, metadata
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _queued(position: int) -> ApiError:
