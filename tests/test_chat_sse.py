@@ -163,3 +163,32 @@ async def test_sse_and_socket_questions_are_answered_in_send_order(
         await page.close()
     finally:
         other.stop()
+
+
+async def test_a_stream_waiting_for_a_slot_says_its_place_then_answers(
+    transactional_db: None, tmp_path: Path
+) -> None:
+    server = start_daphne(tmp_path, "busy", ECHO_TOKEN_DELAY_SECONDS="0.2")
+    try:
+        get_manager().set_limits({"max_concurrent_queries": 1})
+        bob = await sync_to_async(person)("bob")
+        alice = await sync_to_async(person)("alice")
+        busy = await open_sse(
+            server, stream_path(bob.conversation_id), {"content": "a b c d e f g h"}, bob.auth
+        )
+        await busy.until("stream_start")
+        stream = await open_sse(
+            server, stream_path(alice.conversation_id), {"content": "me next"}, alice.auth
+        )
+        assert stream.status == 200
+        waiting = await stream.until("waiting_for_capacity")
+        assert waiting["position"] == 1 and waiting["message_id"] > 0
+        start = await stream.until("stream_start", timeout=30)
+        assert start["message_id"] == waiting["message_id"]
+        end = await stream.until("stream_end")
+        assert end["status"] == "done"
+        assert (await busy.until("stream_end"))["status"] == "done"
+        busy.close()
+        stream.close()
+    finally:
+        server.stop()
