@@ -322,6 +322,11 @@ async def _answer_events(sent: Sent, channel: str) -> AsyncIterator[bytes]:
                         "waiting_for_capacity",
                         {"message_id": sent.answer_id, "position": place, "place": place},
                     )
+            elif kind == "error" and frame.get("code") == "NOT_ACTIVE" and not started:
+                # The seat ended before this answer started (runner.py): it will not be
+                # answered; the finally below records it cancelled.
+                yield _event(kind, frame)
+                return
             elif frame.get("message_id") != sent.answer_id:
                 continue
             elif kind in ("stream_start", "stream_chunk"):
