@@ -220,7 +220,8 @@ def test_another_persons_conversation_is_404_everywhere(alice, bob, path):
         ("patch", "/sessions/{sid}", {"status": "deleted"}, 400),
         ("patch", "/sessions/{sid}", {"owner": "bob"}, 400),
         ("put", "/sessions/{sid}", {}, 405),
-        ("post", "/sessions/{sid}/messages", {}, 405),
+        ("post", "/sessions/{sid}/messages", {}, 400),  # asking needs `content`
+        ("put", "/sessions/{sid}/messages", {}, 405),
     ],
 )
 def test_bad_input_is_a_clear_json_error(alice, method, path, body_or_params, status):

@@ -3,7 +3,7 @@ earlier service had none; pages often add one). Anything else under it is a JSON
 
 from django.urls import re_path
 
-from sessions_app.api import chat_views
+from sessions_app.api import chat_send, chat_views
 
 app_name = "chat-api"
 
@@ -13,7 +13,8 @@ ID = r"(?P<session_id>[^/]+)"
 urlpatterns = [
     re_path(r"^sessions/?$", chat_views.sessions_view, name="sessions"),
     re_path(rf"^sessions/{ID}/?$", chat_views.session_view, name="session"),
-    re_path(rf"^sessions/{ID}/messages/?$", chat_views.messages_view, name="messages"),
+    re_path(rf"^sessions/{ID}/messages/?$", chat_send.messages_view, name="messages"),
+    re_path(rf"^sessions/{ID}/messages/stream/?$", chat_send.stream_view, name="stream"),
     re_path(r"^openapi\.json$", chat_views.openapi_view, name="openapi"),
     re_path(r"^(?P<rest>.*)$", chat_views.unknown_view),
 ]

@@ -108,9 +108,10 @@ async def answer_one(*, seat_id: str, sink: AnswerSink, waiting_for: Any) -> Non
             for frame in closing:
                 await sink.emit(frame)
     except generation.CapacityTimeout:
-        await db(messages.answer_finish)(
+        if not await db(messages.answer_finish)(
             answer_id=waiting_for.pk, content="", status=ChatMessage.Status.FAILED, started=False
-        )
+        ):
+            return  # another answerer of the seat (page or HTTP runner) took it meanwhile
         await sink.emit(_end_frame(waiting_for, ChatMessage.Status.FAILED))
         await sink.emit(
             {

@@ -152,7 +152,11 @@ def message_dict(message: Any, *, owner_name: str, sibling_ids: list[int]) -> di
         "message_type": message.message_type,
         "content": message.content,
         "status": message.status,
-        "metadata": {"tokens_used": message.tokens_used, "latency_ms": message.latency_ms},
+        "metadata": {
+            **(message.client_metadata or {}),
+            "tokens_used": message.tokens_used,
+            "latency_ms": message.latency_ms,
+        },
         "created_at": _iso(message.created_at),
         "edited": message.edited,
         "edited_at": _iso(message.edited_at),
@@ -166,27 +170,31 @@ def thread_page(
     limit: int = PAGE_DEFAULT,
     before: int | None = None,
     leaf: int | None = None,
+    after: int | None = None,
 ) -> dict[str, Any]:
     """The path ending at `leaf` (default: the newest leaf; a message that is not a leaf stands
     for its newest descendant leaf), oldest→newest, the `limit` messages just before `before`.
+    With `after`, paging runs forward: the `limit` messages just after `after` (and before
+    `before` when both are given); `has_more` then says whether more follow the page.
 
-    Raises MessageNotFound for a `leaf` or `before` not on this conversation's path.
-    The newest page (no `before`, no `leaf`), which every opening of the conversation reads,
-    comes through the history cache (chat/history_cache.py)."""
-    if before is None and leaf is None:
+    Raises MessageNotFound for a `leaf`, `before` or `after` not on this conversation's path.
+    The newest page (no `before`, `leaf` or `after`), which every opening of the conversation
+    reads, comes through the history cache (chat/history_cache.py)."""
+    if before is None and leaf is None and after is None:
         return history_cache.recent_page(
-            conversation.pk, limit, lambda: _thread_page(conversation, limit, None, None)
+            conversation.pk, limit, lambda: _thread_page(conversation, limit, None, None, None)
         )
-    return _thread_page(conversation, limit, before, leaf)
+    return _thread_page(conversation, limit, before, leaf, after)
 
 
 def _thread_page(
-    conversation: Any, limit: int, before: int | None, leaf: int | None
+    conversation: Any, limit: int, before: int | None, leaf: int | None, after: int | None
 ) -> dict[str, Any]:
     tree = Tree.load(conversation.pk)
     if not tree.parent_of:
-        if leaf is not None or before is not None:
-            raise MessageNotFound(str(leaf if leaf is not None else before))
+        for given in (leaf, before, after):
+            if given is not None:
+                raise MessageNotFound(str(given))
         return {"messages": [], "has_more": False, "total": 0, "leaf_id": None}
     if leaf is None:
         leaf_id = max(tree.parent_of)
@@ -201,14 +209,22 @@ def _thread_page(
         end = path.index(before)
     else:
         raise MessageNotFound(str(before))
-    start = max(0, end - limit)
+    if after is None:
+        start = max(0, end - limit)
+        has_more = start > 0
+    elif after in path:
+        start = path.index(after) + 1
+        has_more = start + limit < end
+        end = min(end, start + limit)
+    else:
+        raise MessageNotFound(str(after))
     ids = path[start:end]
     by_pk = ChatMessage.objects.in_bulk(ids)
     owner_name = conversation.owner.get_username()
     messages = [
         message_dict(by_pk[pk], owner_name=owner_name, sibling_ids=tree.siblings(pk)) for pk in ids
     ]
-    return {"messages": messages, "has_more": start > 0, "total": len(path), "leaf_id": leaf_id}
+    return {"messages": messages, "has_more": has_more, "total": len(path), "leaf_id": leaf_id}
 
 
 def path_contents(*, conversation_id: Any, up_to: int, limit: int) -> list[tuple[str, str]]:

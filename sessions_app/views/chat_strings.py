@@ -62,6 +62,7 @@ def page_strings() -> dict[str, str]:
         "cancel_question": _("Cancel this question"),
         "slot_lost": _("The answer may have been cut short."),
         "assistant_writing": _("The assistant is writing…"),
+        "typing_elsewhere": _("Typing in another window…"),
         "you": _("You"),
         "assistant": _("Assistant"),
         "stopped": _("(stopped)"),

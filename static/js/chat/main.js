@@ -11,6 +11,7 @@ import { thread, open, setTitle, concerns, onQuestion, onStreamStart, onChunk,
   onStreamEnd, stopAll, pendingAnswerId, waitingQuestionId, lastMessageId, refreshActions } from "./thread.js";
 import { composer, setEnabled, showError, refused, recorded, ownsClientId, setStreaming,
   showWaiting, hideWaiting, setMaxLength, composerElements } from "./composer.js";
+import { onTyping } from "./typing.js";
 
 const app = $("chat-app");
 const PATH = /^\/c\/([0-9a-fA-F-]{32,36})\/?$/;
@@ -115,8 +116,11 @@ function handle(frame) {
         });
       } else if (frame.event === "slot_lost") {
         showError(S.slot_lost);
+      } else if (frame.event === "user_left") {
+        onTyping({ is_typing: false });
       }
       break;
+    case "typing": onTyping(frame); break;
     case "error": onError(frame); break;
   }
 }
