@@ -133,6 +133,12 @@ def chat_frame(user_id: object, frame: dict[str, Any]) -> None:
     _send(user_group(user_id), {"type": "chat.frame", "frame": frame})
 
 
+def chat_kick(user_id: object) -> None:
+    """A question was recorded outside a socket (an upload over HTTP): the person's pages start
+    their answering loop, which answers the seat's pending questions in order."""
+    _send(user_group(user_id), {"type": "chat.kick"})
+
+
 def queue_changed() -> None:
     """The queue moved (someone joined, left or was promoted): each process re-reads it once."""
     _send(QUEUE_GROUP, {"type": "queue.changed"})

@@ -317,6 +317,11 @@ class ChatConsumer(GuardedJsonConsumer):
     async def chat_frame(self, event: dict[str, Any]) -> None:
         await self.send_frame(event["frame"])
 
+    async def chat_kick(self, event: dict[str, Any]) -> None:
+        # A question asked over HTTP (an upload with a message; the view checked the seat is
+        # active): answer it like one of ours, in the seat's order.
+        self._kick()
+
     async def chat_cancel(self, event: dict[str, Any]) -> None:
         answering.stop([int(i) for i in event.get("message_ids", [])])
 

@@ -5,6 +5,7 @@ reads afterwards and what `reconcile_sessions` compares Redis against. One modul
 everything is importable from `sessions_app.models`.
 """
 
+from sessions_app.models.attachments import Attachment
 from sessions_app.models.audit import AuditEvent
 from sessions_app.models.conversations import Conversation
 from sessions_app.models.messages import ChatMessage
@@ -14,6 +15,7 @@ from sessions_app.models.tokens import ApiToken, hash_token
 
 __all__ = [
     "ApiToken",
+    "Attachment",
     "AuditEvent",
     "ChatMessage",
     "ChatSession",
