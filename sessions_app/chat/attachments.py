@@ -240,7 +240,7 @@ def attachments_of(message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     if not message_ids:
         return found
     for attachment in Attachment.objects.filter(message_id__in=message_ids).order_by("created_at"):
-        found.setdefault(int(attachment.message_id), []).append(attachment_dict(attachment))
+        found.setdefault(attachment.message_id or 0, []).append(attachment_dict(attachment))
     return found
 
 
@@ -275,7 +275,7 @@ def with_files(rows: list[tuple[int, str, str]], *, question_id: int | None) -> 
     for attachment in Attachment.objects.filter(message_id__in=[r[0] for r in rows]).order_by(
         "created_at"
     ):
-        by_message.setdefault(int(attachment.message_id), []).append(attachment)
+        by_message.setdefault(attachment.message_id or 0, []).append(attachment)
     budget = int(conf.get("ATTACHMENT_TEXT_CHARS"))
     sees_images = bool(conf.get("BACKEND_ACCEPTS_IMAGES"))
     turns: list[ChatTurn] = []

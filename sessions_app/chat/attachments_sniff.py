@@ -56,13 +56,16 @@ class Refused(Exception):
 def allowed_sentence(max_bytes: int) -> str:
     return _(
         "You can attach JPEG, PNG or WebP images, PDF documents and plain-text files (.txt, .md) "
-        "of up to %(mb)s MB."
-    ) % {"mb": _megabytes(max_bytes)}
+        "of up to %(size)s."
+    ) % {"size": human_size(max_bytes)}
 
 
-def _megabytes(size: int) -> str:
-    value = size / (1024 * 1024)
-    return f"{value:.0f}" if value >= 1 and value == int(value) else f"{value:.1f}"
+def human_size(size: int) -> str:
+    """10 MB, 1.5 MB, 900 KB, 1000 bytes: the limit as a person reads it (binary units)."""
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + " " + unit
+    return f"{size} bytes"
 
 
 def extension_of(name: str) -> str:
