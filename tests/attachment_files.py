@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import zlib
+from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -53,3 +55,22 @@ def pdf(text: str = "The secret word is PAPAYA") -> bytes:
 HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
 TEXT = "회의 메모: 다음 주 화요일에 출시합니다.\nThe launch is on Tuesday.\n".encode()
 ZIP = b"PK\x03\x04" + b"\x00" * 60  # a ZIP archive's signature: a type not on the list
+
+
+def use_store(settings: Any, tmp_path: Path) -> Path:
+    """Points the attachments storage at a folder of this test's own (changing STORAGES
+    resets Django's storage handler); returns that folder."""
+    root = tmp_path / "uploads"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(root), "base_url": None},
+        },
+    }
+    return root
+
+
+def stored(root: Path) -> list[Path]:
+    """Every file under the storage folder (a refusal must leave none, not even a part)."""
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

@@ -23,21 +23,7 @@ from tests.test_backends import FakeModelServer, model_server  # noqa: F401  (fi
 
 @pytest.fixture
 def store(settings: Any, tmp_path: Path) -> Path:
-    """The attachments storage in a folder of this test's own (the setting change resets
-    Django's storage handler)."""
-    root = tmp_path / "uploads"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "attachments": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(root), "base_url": None},
-        },
-    }
-    return root
-
-
-def stored(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return f.use_store(settings, tmp_path)
 
 
 def refused(name: str, data: bytes) -> Refused:
@@ -181,7 +167,7 @@ def test_storing_writes_random_names_and_a_row(store: Path) -> None:
     conversation = conversations.conversation_create(owner=user, title="t", announce=False)
     checked = attachments.attachment_check(name="alice-photo.png", data=f.image())
     row = attachments.attachment_store(owner=user, conversation=conversation, checked=checked)
-    files = stored(store)
+    files = f.stored(store)
     assert len(files) == 2
     assert all("alice" not in str(p) for p in files)  # nothing of the name in the path
     assert (store / row.storage_name).read_bytes() == f.image()
@@ -202,7 +188,7 @@ def test_a_failure_after_writing_leaves_nothing_behind(store: Path, monkeypatch:
     monkeypatch.setattr(Attachment.objects, "create", broken)
     with pytest.raises(RuntimeError):
         attachments.attachment_store(owner=user, conversation=conversation, checked=checked)
-    assert stored(store) == []
+    assert f.stored(store) == []
 
 
 @pytest.mark.django_db
@@ -216,7 +202,7 @@ def test_asking_without_an_active_seat_stores_nothing(store: Path) -> None:
         attachments.attachment_ask(
             owner=user, seat_id=seat, conversation=conversation, checked=checked, content="q"
         )
-    assert stored(store) == [] and Attachment.objects.count() == 0
+    assert f.stored(store) == [] and Attachment.objects.count() == 0
     assert ChatMessage.objects.count() == 0
 
 
