@@ -198,7 +198,7 @@ def test_a_file_over_the_limit_is_413_and_no_part_of_it_is_kept(alice, store, se
     conversation = new_conversation(alice)
     # Declared small enough to be read: the upload handler stops at byte 1000.
     body = error(upload(alice, conversation, "big.txt", b"a" * 5000), 413)
-    assert body["code"] == "TOO_LARGE" and "1000 bytes" in body["message"]
+    assert body["code"] == "TOO_LARGE" and "1000\u00a0bytes" in body["message"]
     nothing_stored(store)
     # Declared far over the limit: refused before the body is parsed.
     body = error(upload(alice, conversation, "huge.txt", b"a" * 400_000), 413)

@@ -1,6 +1,7 @@
 """Files over the conversations API (README "Attachments"):
 
-    POST /api/chat/sessions/<id>/files   multipart `file`, optional `message`
+    POST /api/chat/sessions/<id>/files   multipart `file`, optional `message` (and `client_id`,
+         echoed in the question's `message` frame, as the socket does)
          -> 201 {file_id, file_url, thumbnail_url, message_id, file_info: {name, type, size}}
     GET  /api/chat/files/<file_id>            the file, to its owner only
     GET  /api/chat/files/<file_id>/thumbnail  an image's thumbnail (WebP)
@@ -166,7 +167,9 @@ def upload(request: HttpRequest, session_id: str) -> HttpResponse:
         except services.NotActive:
             raise _not_seated(owner) from None
         message_id = asked.question.pk
-        notifications.chat_frame(owner.pk, attachments.question_frame(asked, attachment))
+        client_id = request.POST.get("client_id", "")[:100] or None
+        frame = attachments.question_frame(asked, attachment, client_id)
+        notifications.chat_frame(owner.pk, frame)
         notifications.chat_kick(owner.pk)
     else:
         attachment = attachments.attachment_store(

@@ -64,6 +64,7 @@ FILES_PATHS: dict[str, Any] = {
                             "properties": {
                                 "file": _BINARY,
                                 "message": {"type": "string", "maxLength": 8000},
+                                "client_id": {"type": "string", "maxLength": 100},
                             },
                         }
                     }

@@ -244,8 +244,9 @@ def attachments_of(message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     return found
 
 
-def question_frame(asked: messages.Asked, attachment: Any) -> dict[str, Any]:
-    """The `message` frame every page of the person gets, as for a question sent on the page."""
+def question_frame(asked: messages.Asked, attachment: Any, client_id: str | None) -> dict[str, Any]:
+    """The `message` frame every page of the person gets, as for a question sent on the page
+    (`client_id` lets the page that uploaded it recognise its own question)."""
     question = asked.question
     return {
         "type": "message",
@@ -255,7 +256,7 @@ def question_frame(asked: messages.Asked, attachment: Any) -> dict[str, Any]:
         "sender_type": "user",
         "message_type": ChatMessage.Kind.FILE,
         "content": question.content,
-        "client_id": None,
+        "client_id": client_id,
         "created_at": question.created_at.isoformat(),
         "edited": False,
         "answer_id": asked.answer.pk,

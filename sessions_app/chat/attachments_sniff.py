@@ -64,8 +64,9 @@ def human_size(size: int) -> str:
     """10 MB, 1.5 MB, 900 KB, 1000 bytes: the limit as a person reads it (binary units)."""
     for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
         if size >= scale:
-            return f"{size / scale:.1f}".removesuffix(".0") + " " + unit
-    return f"{size} bytes"
+            # A no-break space: "10 MB" never splits across two lines.
+            return f"{size / scale:.1f}".removesuffix(".0") + "\u00a0" + unit
+    return f"{size}\u00a0bytes"
 
 
 def extension_of(name: str) -> str:
