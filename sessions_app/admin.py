@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from sessions_app.chat import admin as chat_admin  # noqa: F401  (conversations, messages)
+from sessions_app.chat import attachments_admin  # noqa: F401  (attachments)
 from sessions_app.forms import CloseForm
 from sessions_app.gate import services
 from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings

@@ -289,3 +289,17 @@ async def test_an_upload_with_a_question_is_answered_on_the_open_page(store, set
     answer = await db(ChatMessage.objects.get)(pk=frame["answer_id"])
     assert "[Attached image: blue.png]" in answer.content  # echo: what the model was given
     await comm.disconnect()
+
+
+def test_staff_see_attachments_in_the_admin_read_only(alice, store) -> None:
+    upload(alice, new_conversation(alice), "보고서.pdf", f.pdf())
+    staff = User.objects.create_superuser("root", password="x")
+    client = Client()
+    client.force_login(staff)
+    listing = client.get("/admin/sessions_app/attachment/")
+    assert listing.status_code == 200
+    assert "보고서.pdf" in listing.content.decode()
+    row = Attachment.objects.get()
+    page = client.get(f"/admin/sessions_app/attachment/{row.pk}/change/")
+    assert page.status_code == 200 and "PAPAYA" not in page.content.decode()  # no file text
+    assert client.get("/admin/sessions_app/attachment/add/").status_code == 403
