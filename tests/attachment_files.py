@@ -17,11 +17,11 @@ def image(fmt: str = "PNG", size: tuple[int, int] = (640, 480), color: str = "re
     return out.getvalue()
 
 
-def bomb() -> bytes:
+def bomb(size: tuple[int, int] = (20_000, 20_000)) -> bytes:
     """A PNG of 20,000 by 20,000 pixels (400 megapixels) that weighs about 50 KB: decoding it
     would take 400 MB of memory (a one-bit image compresses to almost nothing)."""
     out = io.BytesIO()
-    Image.new("1", (20_000, 20_000)).save(out, format="PNG", optimize=True)
+    Image.new("1", size).save(out, format="PNG", optimize=True)
     return out.getvalue()
 
 

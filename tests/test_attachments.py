@@ -143,10 +143,27 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(monkeypatch: Any) 
     assert decoded == []  # refused from the header alone
 
 
-def test_pillows_own_bomb_guard_is_an_error_too(settings: Any) -> None:
-    # Our pixel limit off: Pillow's DecompressionBombError (past 2 x MAX_IMAGE_PIXELS) refuses.
-    settings.CHATGATE = {**settings.CHATGATE, "MAX_IMAGE_PIXELS": 10**12}
-    assert refused("huge.png", f.bomb()).code == "IMAGE_TOO_LARGE"
+def test_an_image_over_our_pixel_limit_but_under_pillows_is_refused(monkeypatch: Any) -> None:
+    # 48 megapixels: under Pillow's own guard (89 M), over CHATGATE_MAX_IMAGE_PIXELS (40 M).
+    data = f.bomb((8000, 6000))
+    decoded: list[Any] = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self) or real_load(self))
+    exc = refused("big.png", data)
+    assert (exc.code, decoded) == ("IMAGE_TOO_LARGE", [])
+    assert "40" in exc.message
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        (10_000, 10_000),  # 100 M: Pillow's DecompressionBombWarning, taken as an error
+        (20_000, 20_000),  # 400 M: Pillow's DecompressionBombError (past 2 x its limit)
+    ],
+)
+def test_pillows_own_bomb_guard_is_an_error_too(settings: Any, size: tuple[int, int]) -> None:
+    settings.CHATGATE = {**settings.CHATGATE, "MAX_IMAGE_PIXELS": 10**12}  # ours off
+    assert refused("huge.png", f.bomb(size)).code == "IMAGE_TOO_LARGE"
 
 
 def test_too_large_and_empty_and_damaged_files_are_refused(settings: Any) -> None:
