@@ -224,6 +224,9 @@ def test_bad_requests(alice, store) -> None:
     )
     assert error(as_json, 415)["code"] == "UNSUPPORTED_MEDIA_TYPE"
     assert error(alice.client.get(url), 405)["code"] == "METHOD_NOT_ALLOWED"
+    many = {f"file{i}": SimpleUploadedFile(f"{i}.txt", b"x") for i in range(101)}
+    too_many = alice.client.post(url, many, **alice.csrf)  # over DATA_UPLOAD_MAX_NUMBER_FILES
+    assert "multipart" in error(too_many, 400)["message"]
     blank = upload(alice, conversation, "a.txt", b"x", message="   ")
     assert error(blank, 400)["code"] == "BAD_REQUEST"
     nothing_stored(store)

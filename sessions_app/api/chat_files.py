@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.files.uploadhandler import (
     FileUploadHandler,
     MemoryFileUploadHandler,
@@ -114,6 +114,15 @@ def upload(request: HttpRequest, session_id: str) -> HttpResponse:
         MemoryFileUploadHandler(request),
         TemporaryFileUploadHandler(request),
     ]
+    try:
+        # Parsed here, before the CSRF check reads it, so that every way a body can be
+        # unreadable (broken framing, too many fields or files) is a JSON 400, never a 500.
+        request.POST  # noqa: B018
+        files = request.FILES
+    except (MultiPartParserError, SuspiciousOperation) as exc:
+        raise bad_request(_("The multipart body could not be read.")) from exc
+    except RequestDataTooBig as exc:
+        raise ApiError(400, "TOO_LARGE", _("The form fields are too large.")) from exc
     owner = authenticate(request, write=True).user
     if not (request.content_type or "").startswith("multipart/form-data"):
         raise ApiError(
@@ -131,13 +140,7 @@ def upload(request: HttpRequest, session_id: str) -> HttpResponse:
             retry_after=decision.retry_after,
         )
     conversation = _conversation(owner, session_id)
-    try:
-        files = request.FILES
-        text = _question_text(request)
-    except (MultiPartParserError, TooManyFieldsSent) as exc:
-        raise bad_request(_("The multipart body could not be read.")) from exc
-    except RequestDataTooBig as exc:
-        raise ApiError(400, "TOO_LARGE", _("The form fields are too large.")) from exc
+    text = _question_text(request)
     if cap.exceeded:
         raise _refusal(attachments.too_large(max_bytes))
     upload = files.get("file")
