@@ -306,3 +306,13 @@ def test_staff_see_attachments_in_the_admin_read_only(alice, store) -> None:
     page = client.get(f"/admin/sessions_app/attachment/{row.pk}/change/")
     assert page.status_code == 200 and "PAPAYA" not in page.content.decode()  # no file text
     assert client.get("/admin/sessions_app/attachment/add/").status_code == 403
+
+
+def test_uploads_share_the_chat_rate(alice, store, settings) -> None:
+    settings.CHATGATE = {**settings.CHATGATE, "CHAT_RATE_PER_MINUTE": 1}
+    conversation = new_conversation(alice)
+    assert upload(alice, conversation, "a.txt", b"one").status_code == 201
+    second = upload(alice, conversation, "b.txt", b"two")
+    assert error(second, 429)["code"] == "RATE_LIMIT"
+    assert int(second["Retry-After"]) >= 1
+    assert Attachment.objects.count() == 1
