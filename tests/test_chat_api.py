@@ -156,6 +156,7 @@ def test_messages_page_the_thread_from_the_end(alice):
         "edited",
         "edited_at",
         "sibling_ids",
+        "attachments",  # each message's files (README "Attachments")
     }
     assert m["sender_type"] == "assistant" and m["parent_id"] == asked[0].question.pk
     assert m["sibling_ids"] == [m["message_id"]] and set(m["metadata"]) == {

@@ -11,6 +11,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from sessions_app.chat import history_cache
+from sessions_app.chat.attachments import attachments_of
 from sessions_app.chat.conversations import ConversationNotFound
 from sessions_app.models import ChatMessage, Conversation
 
@@ -224,24 +225,33 @@ def _thread_page(
     messages = [
         message_dict(by_pk[pk], owner_name=owner_name, sibling_ids=tree.siblings(pk)) for pk in ids
     ]
+    files = attachments_of(ids)
+    for message in messages:
+        message["attachments"] = files.get(message["message_id"], [])
     return {"messages": messages, "has_more": has_more, "total": len(path), "leaf_id": leaf_id}
 
 
 def path_contents(*, conversation_id: Any, up_to: int, limit: int) -> list[tuple[str, str]]:
     """(sender_type, content) of the last `limit` answered turns on the path ending at `up_to`
     (the question being answered, which is always included): the model's context."""
+    rows = path_turns(conversation_id=conversation_id, up_to=up_to, limit=limit)
+    return [(role, content) for _pk, role, content in rows]
+
+
+def path_turns(*, conversation_id: Any, up_to: int, limit: int) -> list[tuple[int, str, str]]:
+    """path_contents with each turn's message id (its attachments follow it to the model)."""
     tree = Tree.load(conversation_id)
     path = tree.path_to(up_to)
     by_pk = ChatMessage.objects.in_bulk(path)
     turns = [
-        (by_pk[pk].sender_type, by_pk[pk].content)
+        (pk, by_pk[pk].sender_type, by_pk[pk].content)
         for pk in path[:-1]
         if by_pk[pk].status == ChatMessage.Status.DONE
         and by_pk[pk].sender_type != ChatMessage.Role.SYSTEM
     ]
     turns = turns[-max(limit - 1, 0) :] if limit > 1 else []
     last = by_pk[path[-1]]
-    return [*turns, (last.sender_type, last.content)]
+    return [*turns, (last.pk, last.sender_type, last.content)]
 
 
 def conversation_for_page(*, owner: Any, conversation_id: Any) -> Any:
