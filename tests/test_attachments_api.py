@@ -1,14 +1,18 @@
 """Files over the conversations API: `POST /api/chat/sessions/<id>/files` and owner-only serving
 at `/api/chat/files/<id>` (+ `/thumbnail`), through Django's test client with CSRF enforced on
-the real database; then an upload with a question answered on the person's open socket (real
-Redis channel layer). Every refusal leaves the storage folder and the table empty."""
+the real database; then an upload with a question sent to a real daphne, answered with the
+person's page open and with no page at all. Every refusal leaves the storage folder and the
+table empty."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
@@ -19,7 +23,10 @@ from sessions_app.chat import conversations
 from sessions_app.gate import services
 from sessions_app.models import ApiToken, Attachment, ChatMessage
 from tests import attachment_files as f
+from tests.chat_http import login_cookie_for, person
+from tests.live import DaphneServer, start_daphne
 from tests.test_chat_api import Browser
+from tests.test_chat_live import next_of, open_ws
 
 API = "/api/chat"
 
@@ -265,33 +272,79 @@ def test_with_a_message_and_a_seat_the_question_carries_the_file(alice, store) -
     assert shown["attachments"][0]["file_id"] == r.json()["file_id"]
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.timeout(60)
-async def test_an_upload_with_a_question_is_answered_on_the_open_page(store, settings) -> None:
-    from tests.test_consumers import make_user, next_of, open_socket
+def _live_upload(server: DaphneServer, who: Any, name: str, data: bytes, message: str) -> Any:
+    """An upload with a question over a real daphne, as a program with a token sends it."""
+    return httpx.post(
+        f"{server.url}{API}/sessions/{who.conversation_id}/files",
+        headers=who.auth,
+        files={"file": (name, data, "application/octet-stream")},
+        data={"message": message},
+        timeout=20,
+    )
 
-    settings.CHATGATE = {**settings.CHATGATE, "ECHO_TOKEN_DELAY_SECONDS": 0.0}
-    db = database_sync_to_async
-    user = await db(make_user)("alice")
-    comm = await open_socket(user)
-    await next_of(comm, "queue.status")
-    who = await db(Browser)(user)
-    conversation = await db(new_conversation)(who)
-    r = await db(upload)(who, conversation, "blue.png", f.image(), message="무슨 색인가요?")
-    assert r.status_code == 201, r.content
-    frame = await next_of(comm, "message")
-    assert frame["message_id"] == r.json()["message_id"]
-    assert frame["conversation_id"] == conversation and frame["content"] == "무슨 색인가요?"
-    (file,) = frame["attachments"]
-    assert file["file_id"] == r.json()["file_id"] and file["name"] == "blue.png"
-    assert file["thumbnail_url"] == r.json()["thumbnail_url"]
-    start = await next_of(comm, "stream_start")
-    assert start["message_id"] == frame["answer_id"]
-    end = await next_of(comm, "stream_end")
-    assert end["status"] == "done"
-    answer = await db(ChatMessage.objects.get)(pk=frame["answer_id"])
-    assert "[Attached image: blue.png]" in answer.content  # echo: what the model was given
-    await comm.disconnect()
+
+async def _answer_of(question_id: int, timeout: float = 20) -> ChatMessage:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await database_sync_to_async(
+            lambda: ChatMessage.objects.filter(parent_id=question_id).first()
+        )()
+        if answer is not None and answer.status not in ("pending", "streaming"):
+            return answer
+        assert time.monotonic() < deadline, answer
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(120)
+async def test_an_upload_with_a_question_is_answered_on_the_open_page(
+    tmp_path: Path, transactional_db: None
+) -> None:
+    server = start_daphne(tmp_path, CHATGATE_UPLOAD_ROOT=str(tmp_path / "uploads"))
+    try:
+        alice = await database_sync_to_async(person)("alice")
+        page = await open_ws(server, await database_sync_to_async(login_cookie_for)(alice.user))
+        await next_of(page, "queue.status")
+        r = await asyncio.to_thread(
+            _live_upload, server, alice, "blue.png", f.image(), "무슨 색인가요?"
+        )
+        assert r.status_code == 201, r.text
+        frame = await next_of(page, "message")
+        assert frame["message_id"] == r.json()["message_id"]
+        assert frame["conversation_id"] == alice.conversation_id
+        assert frame["content"] == "무슨 색인가요?"
+        (file,) = frame["attachments"]
+        assert file["file_id"] == r.json()["file_id"] and file["name"] == "blue.png"
+        assert file["thumbnail_url"] == r.json()["thumbnail_url"]
+        start = await next_of(page, "stream_start")
+        assert start["message_id"] == frame["answer_id"]
+        end = await next_of(page, "stream_end", timeout=20)
+        assert end["status"] == "done"
+        answer = await database_sync_to_async(ChatMessage.objects.get)(pk=frame["answer_id"])
+        assert "[Attached image: blue.png]" in answer.content  # echo: what the model was given
+        await page.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_an_upload_with_a_question_is_answered_with_no_page_open(
+    tmp_path: Path, transactional_db: None
+) -> None:
+    """A program uploads a report and asks about it, with no page anywhere: the answer is still
+    generated (this process's runner, chat/runner.py) and recorded, using the file's text."""
+    server = start_daphne(tmp_path, CHATGATE_UPLOAD_ROOT=str(tmp_path / "uploads"))
+    try:
+        alice = await database_sync_to_async(person)("alice")
+        await database_sync_to_async(services.session_open)(user=alice.user, via="api")
+        r = await asyncio.to_thread(
+            _live_upload, server, alice, "notes.txt", b"PAPAYA 42", "요약해 주세요"
+        )
+        assert r.status_code == 201, r.text
+        answer = await _answer_of(r.json()["message_id"])
+        assert answer.status == "done"
+        assert "PAPAYA 42" in answer.content  # echo: the file's text reached the model
+    finally:
+        server.stop()
 
 
 def test_staff_see_attachments_in_the_admin_read_only(alice, store) -> None:
