@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history bench-handoff bench-presence clean
+.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory clean
 
 install: $(STAMP)
 
@@ -56,6 +56,9 @@ bench-handoff: install
 
 bench-presence: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/presence_bench.py --pages $${PAGES:-5000}
+
+bench-memory: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/memory_bench.py
 
 bench-history: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/history_cache_bench.py

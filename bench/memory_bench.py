@@ -1,0 +1,51 @@
+"""Benchmark P8: Redis memory per queued session (goal <= 1 KB), measured as the growth of
+INFO's used_memory while N people join the queue through the real open script, on a Redis
+holding nothing else of ours. A fixed baseline does not apply: the figure is absolute.
+
+    make bench-memory      (or: python -m sessions_app.devredis -- python bench/memory_bench.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("CHATGATE_TESTING", "1")
+os.environ.setdefault("CHATGATE_REDIS_PREFIX", f"bench{uuid.uuid4().hex[:6]}")
+
+import django  # noqa: E402
+
+django.setup()
+
+from sessions_app.gate.admission import get_manager  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queued", type=int, default=10_000)
+    args = parser.parse_args()
+    manager = get_manager()
+    manager.set_limits({"max_active_sessions": 20})
+    # Warm up: the active sessions, the scripts, the keys every session shares.
+    for i in range(25):
+        manager.open(f"warm{i}", via="page")
+    manager.touch(manager.open("warm-last", via="page").session_id, kind="presence")
+    before = int(manager.client.info("memory")["used_memory"])
+    for i in range(args.queued):
+        sid = manager.open(f"user-{i:06d}", via="page").session_id
+        manager.touch(sid, kind="presence")  # as an open page does: the `seen` entry too
+    after = int(manager.client.info("memory")["used_memory"])
+    per = (after - before) / args.queued
+    print(f"{args.queued} queued sessions: {per:,.0f} bytes each (goal <= 1,024)")
+    for key in manager.client.scan_iter(manager.keys.all_pattern()):
+        manager.client.delete(key)
+
+
+if __name__ == "__main__":
+    main()
