@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sessions_app import conf
-from sessions_app.chat.handoff import wakeups_for
+from sessions_app.chat import handoff
 from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.gate.services import NotActive
 
@@ -23,6 +23,10 @@ __all__ = ["CapacityTimeout", "GenerationCut", "NotActive", "SlotLost", "generat
 # to the model server is closed) before the gate may grant the slot again: covers the time
 # between the grant in Redis and this process hearing of it.
 CUT_MARGIN_SECONDS = 2.0
+
+
+# The fallback poll of a waiter near the front while the slot-free push is being heard.
+LISTENING_POLL_SECONDS = 0.25
 
 
 class CapacityTimeout(Exception):
@@ -73,7 +77,7 @@ async def generation_slot(
     give_up_at = loop.time() + limit
     last_place = -1
     # A freed slot wakes this waiter at once (handoff.py); the poll stays as the fallback.
-    wakeups = wakeups_for(manager)
+    wakeups = handoff.wakeups_for(manager)
     try:
         while True:
             epoch = wakeups.epoch
@@ -93,11 +97,14 @@ async def generation_slot(
                 await on_wait(result.place)
             if loop.time() >= give_up_at:
                 raise CapacityTimeout(session_id)
-            await wakeups.wait(
-                poll_interval,
-                since=epoch,
-                place=result.place,
-            )
+            # While the push is heard, the poll only covers what publishes nothing (a slot
+            # reclaimed by expiry) and the place shown to those further back: polling less
+            # leaves the threads free for the woken waiters (a poll every 50 ms from each
+            # waiter crowded them out on a loaded box).
+            interval = poll_interval
+            if wakeups.listening and handoff.WAKE_PLACES > 0:
+                interval = max(poll_interval, LISTENING_POLL_SECONDS)
+            await wakeups.wait(interval, since=epoch, place=result.place)
     except BaseException:
         await asyncio.shield(
             asyncio.to_thread(
