@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -81,6 +82,15 @@ def server_env(**extra: str) -> dict[str, str]:
     )
     if db["ENGINE"] == "django.db.backends.sqlite3":
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    elif db["ENGINE"] == "django.db.backends.postgresql":
+        # NAME is the test database by now (Django renames it when it creates it): the servers
+        # must write where the test reads, not into the database DATABASE_URL names.
+        auth = quote(db["USER"] or "", safe="")
+        if db["PASSWORD"]:
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        env["DATABASE_URL"] = (
+            f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
+        )
     env.update(extra)
     return env
 
