@@ -113,7 +113,9 @@ def start_server() -> Cluster:
             if time.monotonic() > deadline:
                 raise SystemExit("PostgreSQL did not accept connections within 30 seconds.")
             time.sleep(0.1)
-        cluster.run("createdb", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", DATABASE)
+        cluster.run(
+            "createdb", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", DATABASE
+        )
     except (subprocess.CalledProcessError, SystemExit) as exc:
         log = workdir / "server.log"
         detail = getattr(exc, "stderr", "") or (log.read_text() if log.exists() else "")
