@@ -58,6 +58,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """On PostgreSQL, the test database can only be dropped once nobody uses it: a connection
+    left open in an executor thread of this process (or by a server a failed test did not stop)
+    made the drop fail, leaving test_<name> behind on the server DATABASE_URL names."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    connection.close()
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     return os.environ["REDIS_URL"]
 
