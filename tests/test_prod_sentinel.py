@@ -121,7 +121,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {cl.master_port} 2\n"
                 # Low, so that the failover completes in a few seconds.
                 f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 5000\n"
+                f"sentinel failover-timeout {MASTER_NAME} 2000\n"
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n"
             )
             cl.processes[port] = _start(
@@ -374,7 +374,8 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
         sweeper.wait(timeout=10)
 
     print(
-        f"failover: admits again {admits_again:.2f} s after the kill, sweeper reconciled "
+        f"failover: promoted {promoted_at - killed_at:.2f} s after the kill, "
+        f"admits again {admits_again:.2f} s after the kill, sweeper reconciled "
         f"{repaired:.2f} s after the promotion; {len(traffic.admissions)} admissions, "
         f"{len(traffic.unavailable)} 'unavailable' answers, {len(sampler.samples)} samples, "
         f"max {sampler.max_active} active / {sampler.max_generating} generating"
