@@ -14,6 +14,7 @@ of a freshly started process (the real settings) all reach the new master.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     cl = Cluster(ports[0], ports[1], ports[2:])
     base = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     try:
-        for port, extra in ((cl.master_port, []), (cl.replica_port, ["--replicaof", "127.0.0.1", str(cl.master_port)])):  # fmt: skip
+        replica_of = ["--replicaof", "127.0.0.1", str(cl.master_port)]
+        for port, extra in ((cl.master_port, []), (cl.replica_port, replica_of)):
             workdir = tmp_path / f"redis-{port}"
             workdir.mkdir()
             args = [*base, "--port", str(port), "--dir", str(workdir), *extra]
@@ -181,10 +183,13 @@ def _probe(cluster: Cluster, token: str) -> dict[str, Any]:
         "    name = await layer.new_channel()\n"
         "    await layer.send(name, {'type': 'probe', 'token': token})\n"
         "    return (await layer.receive(name))['token']\n"
+        # Left unread, so that the test can see on which server the layer wrote it.
+        "async_to_sync(layer.send)('sentinel-probe-' + token, {'type': 'probe'})\n"
         "manager = get_manager()\n"
         "manager.ping()\n"
-        "print(json.dumps({'cache': cache.get('sentinel-probe'), 'layer': async_to_sync(roundtrip)(),"
-        " 'manager_port': manager.client.connection_pool.master_address[1]}))\n"
+        "print(json.dumps({'cache': cache.get('sentinel-probe'),\n"
+        "    'layer': async_to_sync(roundtrip)(),\n"
+        "    'manager_port': manager.client.connection_pool.master_address[1]}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, token],
@@ -194,7 +199,12 @@ def _probe(cluster: Cluster, token: str) -> dict[str, Any]:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr.decode()
-    return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+    reached = dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+    # The cache entry and the unread channel message are on the master the Sentinels name.
+    with cluster.direct(cluster.master_by_sentinels()) as master:
+        reached["cache_on_master"] = bool(list(master.scan_iter(match="*cache*sentinel-probe")))
+        reached["layer_on_master"] = bool(list(master.scan_iter(match=f"*sentinel-probe-{token}")))
+    return reached
 
 
 class Sampler(threading.Thread):
@@ -214,10 +224,9 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            try:
+            # While the master is gone and not yet replaced there is nothing to read.
+            with contextlib.suppress(redis.RedisError):
                 self._sample()
-            except redis.RedisError:
-                pass  # the master is gone and not yet replaced: nothing to read
             time.sleep(0.02)
         self.client.close()
 
@@ -332,7 +341,8 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
             "the sweeper marked the first master as reconciled",
         )
         before = _probe(cluster, "before")
-        assert before == {"cache": "before", "layer": "before", "manager_port": old}
+        on_master = {"cache_on_master": True, "layer_on_master": True}
+        assert before == {"cache": "before", "layer": "before", "manager_port": old, **on_master}
 
         sampler.start()
         for person in people:
@@ -409,4 +419,4 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
 
     # A process started now (the real settings) reaches the new master with every Redis user.
     after = _probe(cluster, "after")
-    assert after == {"cache": "after", "layer": "after", "manager_port": new}
+    assert after == {"cache": "after", "layer": "after", "manager_port": new, **on_master}
