@@ -19,6 +19,8 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
     for name in (*SENTINEL_VARS, "REDIS_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # Named, so that the settings do not clear "leftover" test database files: ours is live.
+    monkeypatch.setenv("CHATGATE_TEST_DB", "/nonexistent/chatgate-settings-test.sqlite3")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(ROOT / "config" / "settings.py"))
