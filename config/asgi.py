@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels.
 
 WebSockets pass the Origin check (against ALLOWED_HOSTS, read once at import) and the
-session-cookie authentication before any consumer sees them.
+session-cookie authentication before any consumer sees them, except a chat handshake that
+carries an API token (sessions_app/consumers/token_auth.py).
 """
 
 import os
@@ -22,13 +23,18 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from sessions_app.consumers.token_auth import TokenAuthMiddleware  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
+sockets = URLRouter(websocket_urlpatterns)
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # A chat handshake with an API token (programs) skips the Origin check and the cookie;
+        # token_auth.py says why that is safe. Everything else: Origin check, then cookie.
+        "websocket": TokenAuthMiddleware(
+            token_app=sockets,
+            cookie_app=AllowedHostsOriginValidator(AuthMiddlewareStack(sockets)),
         ),
     }
 )

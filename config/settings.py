@@ -302,6 +302,37 @@ if not DEBUG and not TESTING:
 # Uploads and request bodies: the API takes small JSON documents only.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
+# Attachments are stored through Django's storage API under the "attachments" alias: a local
+# folder outside STATIC_ROOT by default (never served by a static server: files are served only
+# to their owner, by a view), any storage backend by CHATGATE_ATTACHMENTS_STORAGE (a dotted
+# class path, e.g. storages.backends.s3.S3Storage, configured by its own settings).
+ATTACHMENTS_ROOT = Path(
+    os.environ.get(
+        "CHATGATE_UPLOAD_ROOT",
+        str(Path(tempfile.gettempdir()) / f"chatgate-test-uploads-{os.getpid()}")
+        if TESTING
+        else str(BASE_DIR / "uploads"),
+    )
+)
+_ATTACHMENTS_BACKEND = os.environ.get(
+    "CHATGATE_ATTACHMENTS_STORAGE", "django.core.files.storage.FileSystemStorage"
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": {
+        "BACKEND": _ATTACHMENTS_BACKEND,
+        "OPTIONS": (
+            {"location": str(ATTACHMENTS_ROOT), "base_url": None}
+            if _ATTACHMENTS_BACKEND.endswith("FileSystemStorage")
+            else {}
+        ),
+    },
+}
+# Files over this size are spooled to a temporary file while a request is parsed, not kept in
+# memory (uploads are refused past CHATGATE_MAX_UPLOAD_BYTES by the upload view itself).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -342,4 +373,8 @@ CHATGATE = {
     "METRICS_ALLOWED_IPS": env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]),
     "METRICS_RETENTION_SECONDS": env_int("METRICS_RETENTION_SECONDS", 24 * 3600),
     "HISTORY_CACHE_SECONDS": env_int("HISTORY_CACHE_SECONDS", 300),
+    "MAX_UPLOAD_BYTES": env_int("CHATGATE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
+    "MAX_IMAGE_PIXELS": env_int("CHATGATE_MAX_IMAGE_PIXELS", 40_000_000),
+    "ATTACHMENT_TEXT_CHARS": env_int("CHATGATE_ATTACHMENT_TEXT_CHARS", 20_000),
+    "BACKEND_ACCEPTS_IMAGES": env_bool("CHATGATE_BACKEND_ACCEPTS_IMAGES", False),
 }

@@ -28,6 +28,7 @@ from sessions_app import exports
 from sessions_app.admin_base import ReadOnlyAdmin, SingleRowSettingsAdmin, TitledAdmin
 from sessions_app.alerts import alert_thresholds_set
 from sessions_app.chat import admin as chat_admin  # noqa: F401  (conversations, messages)
+from sessions_app.chat import attachments_admin  # noqa: F401  (attachments)
 from sessions_app.forms import CloseForm
 from sessions_app.gate import services
 from sessions_app.models import (

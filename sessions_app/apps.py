@@ -31,19 +31,24 @@ class SessionsAppConfig(AppConfig):
 
     def _wire_history_cache(self) -> None:
         from sessions_app.chat import history_cache
-        from sessions_app.models import ChatMessage
+        from sessions_app.models import Attachment, ChatMessage
         from sessions_app.models.messages import messages_updated
 
         # Every write to a message makes its conversation's cached pages unreadable
-        # (chat/history_cache.py): saves, deletes, and queryset updates.
-        def one_changed(sender: Any, instance: ChatMessage, **kwargs: Any) -> None:
+        # (chat/history_cache.py): saves, deletes, and queryset updates. A page also lists the
+        # files of its messages, so a file saved or deleted is a write to its conversation.
+        def one_changed(sender: Any, instance: ChatMessage | Attachment, **kwargs: Any) -> None:
             history_cache.invalidate([instance.conversation_id])
 
         def many_changed(sender: Any, conversation_ids: set[Any], **kwargs: Any) -> None:
             history_cache.invalidate(conversation_ids)
 
         for signal in (post_save, post_delete):
-            signal.connect(
-                one_changed, sender=ChatMessage, weak=False, dispatch_uid=f"history_{signal}"
-            )
+            for model in (ChatMessage, Attachment):
+                signal.connect(
+                    one_changed,
+                    sender=model,
+                    weak=False,
+                    dispatch_uid=f"history_{signal}_{model.__name__}",
+                )
         messages_updated.connect(many_changed, weak=False, dispatch_uid="history_updates")

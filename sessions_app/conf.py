@@ -50,6 +50,15 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": ["127.0.0.1", "::1"],
     "METRICS_RETENTION_SECONDS": 24 * 3600,
+    # Attachments (README "Attachments"): the largest file one upload may carry, the largest
+    # image (pixels) Pillow may decode (a small file can unpack to gigabytes: a decompression
+    # bomb is refused, never rendered), how much text of a PDF or text file reaches the model,
+    # and whether the model accepts image parts (OpenAI-compatible vision models do).
+    "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+    "MAX_IMAGE_PIXELS": 40_000_000,
+    "ATTACHMENT_TEXT_CHARS": 20_000,
+    "THUMBNAIL_PX": 384,
+    "BACKEND_ACCEPTS_IMAGES": False,
     # Without observed departures yet, assume a session lasts this long when estimating waits.
     "ASSUMED_SESSION_SECONDS": 600,
     # How long the newest page of a conversation is kept in Redis (chat/history_cache.py);

@@ -77,6 +77,18 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(autouse=True)
+def default_language() -> Iterator[None]:
+    """Every test starts in the default language: a test-client request with a Korean
+    Accept-Language leaves Korean active on the test's thread (LocaleMiddleware activates, nothing
+    deactivates), and later tests that read messages directly then saw Korean."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def clean_redis(redis_url: str) -> Iterator[None]:
     """Every test starts from an empty Redis: no admission state, no channel-layer leftovers."""
     client = redis.Redis.from_url(redis_url)

@@ -156,6 +156,7 @@ def test_messages_page_the_thread_from_the_end(alice):
         "edited",
         "edited_at",
         "sibling_ids",
+        "attachments",  # each message's files (README "Attachments")
     }
     assert m["sender_type"] == "assistant" and m["parent_id"] == asked[0].question.pk
     assert m["sibling_ids"] == [m["message_id"]] and set(m["metadata"]) == {
@@ -220,7 +221,8 @@ def test_another_persons_conversation_is_404_everywhere(alice, bob, path):
         ("patch", "/sessions/{sid}", {"status": "deleted"}, 400),
         ("patch", "/sessions/{sid}", {"owner": "bob"}, 400),
         ("put", "/sessions/{sid}", {}, 405),
-        ("post", "/sessions/{sid}/messages", {}, 405),
+        ("post", "/sessions/{sid}/messages", {}, 400),  # asking needs `content`
+        ("put", "/sessions/{sid}/messages", {}, 405),
     ],
 )
 def test_bad_input_is_a_clear_json_error(alice, method, path, body_or_params, status):

@@ -28,7 +28,7 @@ def alice() -> User:
 
 def fresh(conversation: Any) -> dict[str, Any]:
     """The page straight from the database, bypassing the cache."""
-    return selectors._thread_page(conversation, selectors.PAGE_DEFAULT, None, None)
+    return selectors._thread_page(conversation, selectors.PAGE_DEFAULT, None, None, None)
 
 
 def cached(conversation: Any) -> dict[str, Any]:

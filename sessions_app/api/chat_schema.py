@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sessions_app.api.chat_files_schema import FILES_PATHS, FILES_SCHEMAS
 from sessions_app.api.schema import COMMON_ERRORS, _error, _json, _ref, openapi_document
 
 _DT = {"type": "string", "format": "date-time"}
@@ -21,6 +22,48 @@ _ID = {
     "schema": {"type": "string"},
 }
 _NOT_FOUND = _error("No such conversation of yours (another person's ids look the same).")
+_USER_ID = {
+    "name": "user_id",
+    "in": "query",
+    "required": False,
+    "description": "Act for this person (a token with the act-for-users right; anyone may "
+    "name themself; empty means yourself). Unknown names are a 404.",
+    "schema": {"type": "string", "maxLength": 150},
+}
+_SEND_ERRORS = {
+    "400": _error("Bad body (no text, too long, a `message_type` other than text, bad metadata)."),
+    "403": _error("CSRF (cookie callers), or naming a `user_id` you may not act for."),
+    "404": _NOT_FOUND,
+    "409": _error(
+        "No active seat: `QUEUED` (with `position`, `eta_seconds`) or `NO_SEAT` (a browser "
+        "without one). A token takes a seat by the rules of /api/v1/session/create."
+    ),
+    "429": _error("Too many questions this minute.", retry_after=True),
+    **COMMON_ERRORS,
+}
+# One event of the stream (Open API 3.1: `schema` describes each event, not the whole stream).
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "enum": [
+                "message",
+                "waiting_for_capacity",
+                "stream_start",
+                "stream_chunk",
+                "stream_end",
+                "error",
+            ],
+        },
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+_SEND_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}}},
+}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -103,6 +146,26 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "session_id": {"type": "string", "format": "uuid"},
             "status": {"type": "string", "enum": ["deleted"]},
+        },
+    },
+    "SendMessage": {
+        "type": "object",
+        "required": ["content"],
+        "properties": {
+            "content": {"type": "string", "minLength": 1, "maxLength": 8000},
+            "message_type": {"type": "string", "enum": ["text"]},
+            "metadata": {"type": ["object", "null"], "description": "Kept with the question."},
+        },
+    },
+    "Sent": {
+        "type": "object",
+        "required": ["message_id", "status", "created_at", "session_id", "answer_id"],
+        "properties": {
+            "message_id": {"type": "integer"},
+            "status": {"type": "string", "enum": ["sent"]},
+            "created_at": _DT,
+            "session_id": {"type": "string", "format": "uuid"},
+            "answer_id": {"type": "integer", "description": "The answer being prepared."},
         },
     },
     "Thread": {
@@ -224,20 +287,59 @@ def chat_openapi_document(server_url: str) -> dict[str, Any]:
                             "before", {"type": "integer", "minimum": 1}, "Messages before this id."
                         ),
                         _query(
+                            "after", {"type": "integer", "minimum": 1}, "Messages after this id."
+                        ),
+                        _query(
                             "leaf", {"type": "integer", "minimum": 1}, "The branch ending here."
                         ),
+                        _USER_ID,
                     ],
                     "responses": {
                         "200": _json(_ref("Thread"), "One page of the thread."),
                         "400": _error("Bad parameter."),
-                        "404": _error("No such conversation, or `before`/`leaf` not in it."),
+                        "403": _error("Naming a `user_id` you may not act for."),
+                        "404": _error(
+                            "No such conversation, or `before`/`after`/`leaf` not in it."
+                        ),
                         **COMMON_ERRORS,
                     },
                 },
+                "post": {
+                    "operationId": "sendMessage",
+                    "summary": "Ask a question; the answer is written through the gate and "
+                    "shows up in the history and on every open page of the person.",
+                    "parameters": [_USER_ID],
+                    "requestBody": _SEND_BODY,
+                    "responses": {"201": _json(_ref("Sent"), "Recorded."), **_SEND_ERRORS},
+                },
             },
+            "/sessions/{session_id}/messages/stream": {
+                "parameters": [_ID],
+                "post": {
+                    "operationId": "sendMessageStream",
+                    "summary": "Ask, and receive the answer as Server-Sent Events: message, "
+                    "waiting_for_capacity {position}, stream_start, stream_chunk, stream_end, "
+                    "error. Closing the connection stops the answer and frees its slot.",
+                    "parameters": [_USER_ID],
+                    "requestBody": _SEND_BODY,
+                    "responses": {
+                        "200": {
+                            "description": "The event stream (`event:` and `data:` lines; "
+                            "each data is JSON with its `type`).",
+                            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+                        },
+                        **_SEND_ERRORS,
+                    },
+                },
+            },
+            **FILES_PATHS,
         },
         "components": {
-            "schemas": {**SCHEMAS, "Error": base["components"]["schemas"]["Error"]},
+            "schemas": {
+                **SCHEMAS,
+                **FILES_SCHEMAS,
+                "Error": base["components"]["schemas"]["Error"],
+            },
             "securitySchemes": base["components"]["securitySchemes"],
         },
     }

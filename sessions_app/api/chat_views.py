@@ -8,7 +8,8 @@ so ids cannot be probed.
     GET    sessions/<id>                               -> the conversation + message_count
     PATCH  sessions/<id> {title?, status?}             -> the same, changed
     DELETE sessions/<id>                               -> {"session_id", "status": "deleted"}
-    GET    sessions/<id>/messages?limit=&before=&leaf= -> one page of the thread shown
+    GET    sessions/<id>/messages?limit=&before=&after=&leaf= -> one page of the thread shown
+    POST   sessions/<id>/messages, .../messages/stream -> asking over HTTP (chat_send.py)
     GET    openapi.json                                -> the OpenAPI description of the above
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from sessions_app.api.auth import authenticate
+from sessions_app.api.auth import authenticate, subject_for
 from sessions_app.api.chat_schema import chat_openapi_document
 from sessions_app.api.errors import bad_request, not_found
 from sessions_app.api.views import _json_body, endpoint
@@ -59,8 +60,10 @@ def _change(fn: Any, **kwargs: Any) -> Any:
 
 
 def _caller(request: HttpRequest, *, write: bool) -> Any:
-    """The person whose conversations these are (a cookie's user, or a token's owner)."""
-    return authenticate(request, write=write).user
+    """The person whose conversations these are: a cookie's user, a token's owner, or the
+    `?user_id=` a token with the act-for-users right names (as in /api/v1/)."""
+    caller = authenticate(request, write=write)
+    return subject_for(caller, request.GET.get("user_id"), provision=False, in_path=True)
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -131,9 +134,10 @@ def session_messages(request: HttpRequest, session_id: str) -> HttpResponse:
     limit = _int_param(request, "limit", selectors.PAGE_DEFAULT, 1, selectors.PAGE_MAX)
     before = _int_param(request, "before", None, 1, 2**62)
     leaf = _int_param(request, "leaf", None, 1, 2**62)
+    after = _int_param(request, "after", None, 1, 2**62)
     try:
         page = selectors.thread_page(
-            conversation=conversation, limit=limit, before=before, leaf=leaf
+            conversation=conversation, limit=limit, before=before, leaf=leaf, after=after
         )
     except selectors.MessageNotFound as exc:
         raise not_found(f"Message {exc} is not in this conversation.") from None

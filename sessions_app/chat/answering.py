@@ -16,8 +16,9 @@ from channels.db import database_sync_to_async
 
 from sessions_app import conf
 from sessions_app.chat import generation, messages
+from sessions_app.chat.attachments import with_files
 from sessions_app.chat.backends import BackendError, ChatTurn, StreamEnd, get_backend
-from sessions_app.chat.selectors import path_contents
+from sessions_app.chat.selectors import path_turns
 from sessions_app.models import ChatMessage
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,10 @@ def stop(answer_ids: list[int]) -> int:
 
 
 def _turns(answer: Any, limit: int) -> list[ChatTurn]:
-    return [
-        ChatTurn(role, content)
-        for role, content in path_contents(
-            conversation_id=answer.conversation_id, up_to=answer.parent_id, limit=limit
-        )
-    ]
+    # Each turn carries its attachments' text (and the question's images, when the model
+    # reads them): chat/attachments.py.
+    rows = path_turns(conversation_id=answer.conversation_id, up_to=answer.parent_id, limit=limit)
+    return with_files(rows, question_id=answer.parent_id)
 
 
 def _end_frame(answer: Any, status: str, tokens: int = 0, latency_ms: int = 0) -> dict[str, Any]:
@@ -108,9 +107,10 @@ async def answer_one(*, seat_id: str, sink: AnswerSink, waiting_for: Any) -> Non
             for frame in closing:
                 await sink.emit(frame)
     except generation.CapacityTimeout:
-        await db(messages.answer_finish)(
+        if not await db(messages.answer_finish)(
             answer_id=waiting_for.pk, content="", status=ChatMessage.Status.FAILED, started=False
-        )
+        ):
+            return  # another answerer of the seat (page or HTTP runner) took it meanwhile
         await sink.emit(_end_frame(waiting_for, ChatMessage.Status.FAILED))
         await sink.emit(
             {

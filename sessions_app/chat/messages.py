@@ -232,13 +232,16 @@ def answer_finish(
     tokens_used: int = 0,
     latency_ms: int | None = None,
     started: bool = True,
-) -> None:
+) -> bool:
     """Records how an answer ended (done, cancelled, failed); its question takes the same status.
-    `started=False`: it never reached the model (no slot in time)."""
+    `started=False`: it never reached the model (no slot in time). False if it had ended."""
+    # Not started: only a placeholder still pending. Two answerers of one seat (a page's
+    # socket and an HTTP runner) may wait for the same one; the other may be writing it.
+    ending = ANSWERING if started else (ChatMessage.Status.PENDING,)
     with transaction.atomic():
-        answer = ChatMessage.objects.filter(pk=answer_id, status__in=ANSWERING).first()
+        answer = ChatMessage.objects.filter(pk=answer_id, status__in=ending).first()
         if answer is None:
-            return  # already ended (cancelled before it started, or swept)
+            return False  # already ended (cancelled before it started, or swept)
         answer.content = content
         answer.status = status
         answer.tokens_used = tokens_used
@@ -256,6 +259,7 @@ def answer_finish(
     seconds = latency_ms / 1000 if started and latency_ms is not None else None
     if seconds is not None or event is not None:
         metrics.answer_observe(seconds=seconds, event=event)
+    return True
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from sessions_app.chat import history_cache
+from sessions_app.chat.attachments import attachments_of
 from sessions_app.chat.conversations import ConversationNotFound
 from sessions_app.models import ChatMessage, Conversation
 
@@ -152,7 +153,11 @@ def message_dict(message: Any, *, owner_name: str, sibling_ids: list[int]) -> di
         "message_type": message.message_type,
         "content": message.content,
         "status": message.status,
-        "metadata": {"tokens_used": message.tokens_used, "latency_ms": message.latency_ms},
+        "metadata": {
+            **(message.client_metadata or {}),
+            "tokens_used": message.tokens_used,
+            "latency_ms": message.latency_ms,
+        },
         "created_at": _iso(message.created_at),
         "edited": message.edited,
         "edited_at": _iso(message.edited_at),
@@ -166,27 +171,31 @@ def thread_page(
     limit: int = PAGE_DEFAULT,
     before: int | None = None,
     leaf: int | None = None,
+    after: int | None = None,
 ) -> dict[str, Any]:
     """The path ending at `leaf` (default: the newest leaf; a message that is not a leaf stands
     for its newest descendant leaf), oldest→newest, the `limit` messages just before `before`.
+    With `after`, paging runs forward: the `limit` messages just after `after` (and before
+    `before` when both are given); `has_more` then says whether more follow the page.
 
-    Raises MessageNotFound for a `leaf` or `before` not on this conversation's path.
-    The newest page (no `before`, no `leaf`), which every opening of the conversation reads,
-    comes through the history cache (chat/history_cache.py)."""
-    if before is None and leaf is None:
+    Raises MessageNotFound for a `leaf`, `before` or `after` not on this conversation's path.
+    The newest page (no `before`, `leaf` or `after`), which every opening of the conversation
+    reads, comes through the history cache (chat/history_cache.py)."""
+    if before is None and leaf is None and after is None:
         return history_cache.recent_page(
-            conversation.pk, limit, lambda: _thread_page(conversation, limit, None, None)
+            conversation.pk, limit, lambda: _thread_page(conversation, limit, None, None, None)
         )
-    return _thread_page(conversation, limit, before, leaf)
+    return _thread_page(conversation, limit, before, leaf, after)
 
 
 def _thread_page(
-    conversation: Any, limit: int, before: int | None, leaf: int | None
+    conversation: Any, limit: int, before: int | None, leaf: int | None, after: int | None
 ) -> dict[str, Any]:
     tree = Tree.load(conversation.pk)
     if not tree.parent_of:
-        if leaf is not None or before is not None:
-            raise MessageNotFound(str(leaf if leaf is not None else before))
+        for given in (leaf, before, after):
+            if given is not None:
+                raise MessageNotFound(str(given))
         return {"messages": [], "has_more": False, "total": 0, "leaf_id": None}
     if leaf is None:
         leaf_id = max(tree.parent_of)
@@ -201,31 +210,48 @@ def _thread_page(
         end = path.index(before)
     else:
         raise MessageNotFound(str(before))
-    start = max(0, end - limit)
+    if after is None:
+        start = max(0, end - limit)
+        has_more = start > 0
+    elif after in path:
+        start = path.index(after) + 1
+        has_more = start + limit < end
+        end = min(end, start + limit)
+    else:
+        raise MessageNotFound(str(after))
     ids = path[start:end]
     by_pk = ChatMessage.objects.in_bulk(ids)
     owner_name = conversation.owner.get_username()
     messages = [
         message_dict(by_pk[pk], owner_name=owner_name, sibling_ids=tree.siblings(pk)) for pk in ids
     ]
-    return {"messages": messages, "has_more": start > 0, "total": len(path), "leaf_id": leaf_id}
+    files = attachments_of(ids)
+    for message in messages:
+        message["attachments"] = files.get(message["message_id"], [])
+    return {"messages": messages, "has_more": has_more, "total": len(path), "leaf_id": leaf_id}
 
 
 def path_contents(*, conversation_id: Any, up_to: int, limit: int) -> list[tuple[str, str]]:
     """(sender_type, content) of the last `limit` answered turns on the path ending at `up_to`
     (the question being answered, which is always included): the model's context."""
+    rows = path_turns(conversation_id=conversation_id, up_to=up_to, limit=limit)
+    return [(role, content) for _pk, role, content in rows]
+
+
+def path_turns(*, conversation_id: Any, up_to: int, limit: int) -> list[tuple[int, str, str]]:
+    """path_contents with each turn's message id (its attachments follow it to the model)."""
     tree = Tree.load(conversation_id)
     path = tree.path_to(up_to)
     by_pk = ChatMessage.objects.in_bulk(path)
     turns = [
-        (by_pk[pk].sender_type, by_pk[pk].content)
+        (pk, by_pk[pk].sender_type, by_pk[pk].content)
         for pk in path[:-1]
         if by_pk[pk].status == ChatMessage.Status.DONE
         and by_pk[pk].sender_type != ChatMessage.Role.SYSTEM
     ]
     turns = turns[-max(limit - 1, 0) :] if limit > 1 else []
     last = by_pk[path[-1]]
-    return [*turns, (last.sender_type, last.content)]
+    return [*turns, (last.pk, last.sender_type, last.content)]
 
 
 def conversation_for_page(*, owner: Any, conversation_id: Any) -> Any:

@@ -25,8 +25,8 @@ from channels.db import database_sync_to_async
 from redis.exceptions import RedisError
 
 from sessions_app import conf, notifications
-from sessions_app.chat import answering, messages
-from sessions_app.chat.conversations import ConversationNotFound
+from sessions_app.chat import answering, frames, messages
+from sessions_app.chat.conversations import ConversationNotFound, conversation_get
 from sessions_app.consumers import base
 from sessions_app.consumers.base import GuardedJsonConsumer
 from sessions_app.fanout import Registry, fanout_mode, get_registry, next_version
@@ -40,10 +40,14 @@ CLIENT_TYPES = ("message", "regenerate", "edit", "typing", "cancel", "heartbeat"
 # Close codes (4000-4999 are the application's): the page does not reconnect after these.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SESSION_ENDED = 4000
+CLOSE_NOT_FOUND = 4404  # `ws/chat/<id>` of a conversation that is not the person's
 # Redis unreachable; the page reconnects with backoff (daphne cannot send 1013: base.py).
 CLOSE_TRY_AGAIN = base.CLOSE_TRY_AGAIN
 UNAVAILABLE_RETRY_SECONDS = 5
 HEARTBEAT_MIN_INTERVAL = 1.0
+# A `typing` frame passes to the person's other pages when the state changes, and a repeat of
+# the same state at most this often (pages repeat `true` every few seconds while typing).
+TYPING_REPEAT_SECONDS = 2.0
 
 db = database_sync_to_async
 
@@ -83,6 +87,12 @@ class ChatConsumer(GuardedJsonConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
+        if (refused := self.scope.get("auth_error")) is not None:
+            # A program's bad token (consumers/token_auth.py): say why, then close.
+            await self.accept()
+            await self._error(refused["code"], refused["message"])
+            await self.close(code=refused["close"])
+            return
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)  # before accept: the handshake fails
             return
@@ -90,6 +100,14 @@ class ChatConsumer(GuardedJsonConsumer):
         self.registry: Registry | None = None
         self.worker: asyncio.Task[None] | None = None
         self.runs_wanted = 0
+        self.typing: tuple[bool, float] = (False, -TYPING_REPEAT_SECONDS)
+        # `ws/chat/<conversation_id>` (the earlier service's form) opens that conversation:
+        # a `message` without `conversation_id` goes to it. Another person's id is NOT_FOUND.
+        self.conversation_id = (
+            self.scope.get("url_route", {}).get("kwargs", {}).get("conversation_id")
+        )
+        if self.conversation_id is not None and not await self._owns_conversation():
+            return
         try:
             outcome = await db(services.session_open)(user=user, via="page")
         except GateUnavailable:
@@ -115,6 +133,7 @@ class ChatConsumer(GuardedJsonConsumer):
         await self.channel_layer.group_add(
             notifications.user_group(self.user.pk), self.channel_name
         )
+        await self._presence_event("user_joined")
         if fanout_mode() == "plain":
             await self.channel_layer.group_add(notifications.QUEUE_GROUP, self.channel_name)
         else:
@@ -132,6 +151,7 @@ class ChatConsumer(GuardedJsonConsumer):
             return
         self._forget()
         try:
+            await self._presence_event("user_left")
             await self.channel_layer.group_discard(
                 notifications.session_group(self.session_id), self.channel_name
             )
@@ -160,7 +180,7 @@ class ChatConsumer(GuardedJsonConsumer):
         text = await self._question_text(content, client_id)
         if text is None or not await self._rate_ok(client_id):
             return
-        conversation_id = content.get("conversation_id")
+        conversation_id = content.get("conversation_id", self.conversation_id)
         await self._ask(
             client_id,
             messages.message_ask,
@@ -232,29 +252,38 @@ class ChatConsumer(GuardedJsonConsumer):
         except messages.WrongMessage as exc:
             await self._error("BAD_REQUEST", str(exc), client_id=client_id)
             return
-        question = asked.question
         if use_case is not messages.message_regenerate:
             await self._to_person(
-                {
-                    "type": "message",
-                    "message_id": question.pk,
-                    "conversation_id": str(asked.conversation.pk),
-                    "parent_id": question.parent_id,
-                    "sender_type": "user",
-                    "content": question.content,
-                    "client_id": client_id,
-                    "created_at": question.created_at.isoformat(),
-                    "edited": question.edited,
-                    "answer_id": asked.answer.pk,
-                }
+                frames.question_frame(
+                    asked, client_id=client_id, owner_name=self.user.get_username()
+                )
             )
         self._kick()
 
     async def on_typing(self, content: dict[str, Any]) -> None:
-        # Accepted and validated; the person's other tabs need not know, and typing is not
-        # "chat activity" for the idle timeout (only sent messages are).
-        if not isinstance(content.get("is_typing"), bool):
+        """Shown on the person's other pages and programs (not this one), throttled. Typing is
+        not "chat activity" for the idle timeout (only sent messages are)."""
+        is_typing = content.get("is_typing")
+        if not isinstance(is_typing, bool):
             await self._error("BAD_REQUEST", "`is_typing` must be true or false.")
+            return
+        now = time.monotonic()
+        if is_typing == self.typing[0] and now - self.typing[1] < TYPING_REPEAT_SECONDS:
+            return
+        self.typing = (is_typing, now)
+        conversation_id = content.get("conversation_id")
+        if not isinstance(conversation_id, str) or len(conversation_id) > 64:
+            conversation_id = self.conversation_id
+        await self._to_person(
+            {
+                "type": "typing",
+                "is_typing": is_typing,
+                "conversation_id": conversation_id,
+                "sender_type": "user",
+                "sender_id": self.user.get_username(),
+            },
+            exclude_self=True,
+        )
 
     async def on_cancel(self, content: dict[str, Any]) -> None:
         message_id = content.get("message_id")
@@ -329,7 +358,9 @@ class ChatConsumer(GuardedJsonConsumer):
         await self.send_frame({"type": "banner.changed", "message": event.get("message", "")})
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
-        await self.send_frame(event["frame"])
+        if event.get("exclude") == self.channel_name:
+            return  # this socket's own typing or presence: shown to the others only
+        await self.send_frame(frames.with_protocol_fields(event["frame"]))
 
     async def chat_cancel(self, event: dict[str, Any]) -> None:
         answering.stop([int(i) for i in event.get("message_ids", [])])
@@ -368,11 +399,34 @@ class ChatConsumer(GuardedJsonConsumer):
         except Exception:
             logger.debug("send to a closed socket dropped", exc_info=True)
 
-    async def _to_person(self, frame: dict[str, Any]) -> None:
+    async def _to_person(self, frame: dict[str, Any], *, exclude_self: bool = False) -> None:
         """Chat frames go to every page of the person (all tabs, all processes)."""
-        await self.channel_layer.group_send(
-            notifications.user_group(self.user.pk), {"type": "chat.frame", "frame": frame}
+        event: dict[str, Any] = {"type": "chat.frame", "frame": frame}
+        if exclude_self:
+            event["exclude"] = self.channel_name
+        await self.channel_layer.group_send(notifications.user_group(self.user.pk), event)
+
+    async def _presence_event(self, event: str) -> None:
+        """`system` user_joined / user_left: another page or program of the person came or went."""
+        await self._to_person(
+            {
+                "type": "system",
+                "event": event,
+                "user_id": self.user.get_username(),
+                "via": "token" if self.scope.get("api_token") else "page",
+            },
+            exclude_self=True,
         )
+
+    async def _owns_conversation(self) -> bool:
+        try:
+            await db(conversation_get)(owner=self.user, conversation_id=self.conversation_id)
+        except ConversationNotFound:
+            await self.accept()
+            await self._error("NOT_FOUND", "There is no such conversation.")
+            await self.close(code=CLOSE_NOT_FOUND)
+            return False
+        return True
 
     async def _send_status(self) -> None:
         if self.registry is not None:

@@ -6,6 +6,7 @@ everything is importable from `sessions_app.models`.
 """
 
 from sessions_app.models.alerts import Alert, AlertSettings
+from sessions_app.models.attachments import Attachment
 from sessions_app.models.audit import AuditEvent
 from sessions_app.models.conversations import Conversation
 from sessions_app.models.messages import ChatMessage
@@ -17,6 +18,7 @@ __all__ = [
     "Alert",
     "AlertSettings",
     "ApiToken",
+    "Attachment",
     "AuditEvent",
     "ChatMessage",
     "ChatSession",

@@ -82,6 +82,9 @@ class ChatMessage(models.Model):
     )
     tokens_used = models.PositiveIntegerField(_("tokens used"), default=0)
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+    # What a program sent along with a question (`metadata` of POST .../messages): kept and
+    # shown back, never interpreted.
+    client_metadata = models.JSONField(_("client metadata"), default=dict, blank=True)
     edited = models.BooleanField(_("edited"), default=False)
     edited_at = models.DateTimeField(_("edited at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)

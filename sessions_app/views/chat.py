@@ -72,6 +72,7 @@ def _page(request: HttpRequest, conversation: Any) -> HttpResponse:
             "conversation": conversation,
             "strings": page_strings(),
             "max_message_chars": int(conf.get("MAX_MESSAGE_CHARS")),
+            "max_upload_bytes": int(conf.get("MAX_UPLOAD_BYTES")),
             "is_staff": request.user.is_staff,
             "unavailable": unavailable,
             # Read only: load() would create the record and push its limits as a side effect.

@@ -62,6 +62,7 @@ def page_strings() -> dict[str, str]:
         "cancel_question": _("Cancel this question"),
         "slot_lost": _("The answer may have been cut short."),
         "assistant_writing": _("The assistant is writing…"),
+        "typing_elsewhere": _("Typing in another window…"),
         "you": _("You"),
         "assistant": _("Assistant"),
         "stopped": _("(stopped)"),
@@ -131,4 +132,18 @@ def page_strings() -> dict[str, str]:
         "no_archived": _("No archived conversations."),
         "no_results": _("No conversation matches."),
         "list_failed": _("Could not load your conversations."),
+        # Attachments (static/js/chat/attach.js, files.js).
+        "attach": _("Attach a file"),
+        "attach_remove": _("Remove the file"),
+        "attach_drop": _("Drop the file here to attach it"),
+        "attach_uploading": _("Uploading… %(percent)s"),
+        "attach_processing": _("Checking the file…"),
+        "attach_too_large": _("This file is too large: at most %(size)s."),
+        "attach_type": _(
+            "This file cannot be attached. You can attach JPEG, PNG or WebP images, PDF "
+            "documents and plain-text files (.txt, .md)."
+        ),
+        "attach_failed": _("The file could not be sent; try again."),
+        "attach_one": _("One file at a time: send this one first."),
+        "attachment": _("Attachment"),
     }

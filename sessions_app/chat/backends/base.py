@@ -17,10 +17,12 @@ class BackendError(Exception):
 
 @dataclass(frozen=True)
 class ChatTurn:
-    """One message of the conversation sent as context: role is "user" or "assistant"."""
+    """One message of the conversation sent as context: role is "user" or "assistant".
+    `images` are data URLs of the images attached to it, for backends whose model reads them."""
 
     role: str
     content: str
+    images: tuple[str, ...] = ()
 
 
 @dataclass

@@ -45,7 +45,7 @@ class OpenAIBackend(ChatBackend):
             "model": self.model,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "messages": [{"role": t.role, "content": t.content} for t in turns],
+            "messages": [_message(t) for t in turns],
         }
         chunks = 0
         try:
@@ -71,6 +71,15 @@ class OpenAIBackend(ChatBackend):
             raise BackendError("The model server did not answer in time.") from exc
         except httpx.HTTPError as exc:
             raise BackendError("The model server could not be reached.") from exc
+
+
+def _message(turn: ChatTurn) -> dict[str, Any]:
+    """A turn as the API wants it: plain text, or (with images) a list of content parts."""
+    if not turn.images:
+        return {"role": turn.role, "content": turn.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": turn.content}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in turn.images]
+    return {"role": turn.role, "content": parts}
 
 
 def _parse_line(line: str) -> tuple[str, int | None, bool]:

@@ -17,6 +17,7 @@ export const composer = {
   pending: null,  // {clientId, text, timer}
   onSend: () => false,
   onStop: () => {},
+  hasFile: () => false,  // a file waiting in the tray may go without text (attach.js)
 };
 let errorTimer = null;
 let rateTimer = null;
@@ -95,7 +96,7 @@ export function ownsClientId(clientId) {
 
 function submit() {
   const text = el.input.value;
-  if (!text.trim() || !composer.enabled || composer.pending || Date.now() < rateUntil) return;
+  if ((!text.trim() && !composer.hasFile()) || !composer.enabled || composer.pending || Date.now() < rateUntil) return;
   const clientId = newClientId();
   composer.pending = { clientId: clientId, text: text,
     timer: setTimeout(clearPending, PENDING_MS) };

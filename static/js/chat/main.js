@@ -11,6 +11,8 @@ import { thread, open, setTitle, concerns, onQuestion, onStreamStart, onChunk,
   onStreamEnd, stopAll, pendingAnswerId, waitingQuestionId, lastMessageId, refreshActions } from "./thread.js";
 import { composer, setEnabled, showError, refused, recorded, ownsClientId, setStreaming,
   showWaiting, hideWaiting, setMaxLength, composerElements } from "./composer.js";
+import { onTyping } from "./typing.js";
+import { attach, send as sendWithFile, staged, setAttachEnabled } from "./attach.js";
 
 const app = $("chat-app");
 const PATH = /^\/c\/([0-9a-fA-F-]{32,36})\/?$/;
@@ -115,8 +117,11 @@ function handle(frame) {
         });
       } else if (frame.event === "slot_lost") {
         showError(S.slot_lost);
+      } else if (frame.event === "user_left") {
+        onTyping({ is_typing: false });
       }
       break;
+    case "typing": onTyping(frame); break;
     case "error": onError(frame); break;
   }
 }
@@ -128,7 +133,25 @@ function notConnected() {
   return false;
 }
 
+composer.hasFile = () => staged() !== null;
+// A file goes up over HTTP with its question (attach.js); the question's frame still comes back
+// through the socket, with this client id, as one sent on the socket would.
+attach.conversation = async () => {
+  if (thread.conversationId) return thread.conversationId;
+  const created = await request("POST", app.dataset.apiUrl, {});
+  thread.conversationId = created.session_id;
+  app.dataset.conversation = created.session_id;
+  go(created.session_id, "");
+  return created.session_id;
+};
+
 composer.onSend = (text, clientId) => {
+  if (staged()) {
+    sendWithFile(text, clientId).then((ok) => {
+      if (ok) { turnSeen(); recorded({ client_id: clientId }); } else refused({ client_id: clientId });
+    });
+    return true;
+  }
   const frame = { type: "message", content: text, client_id: clientId };
   if (thread.conversationId) {
     frame.conversation_id = thread.conversationId;
@@ -158,6 +181,7 @@ thread.actions.edit = (id, content) => {
 
 seat.onChange = (state) => {
   setEnabled(state === "active" && !seat.ended);
+  setAttachEnabled(state === "active" && !seat.ended);
   refreshActions();
 };
 

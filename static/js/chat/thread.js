@@ -5,6 +5,7 @@
 
 import { $, S, make, copyText, request, reducedMotion } from "./util.js";
 import { renderMarkdown } from "./markdown.js";
+import { renderAttachments } from "./files.js";
 
 const app = $("chat-app");
 const list = $("messages");
@@ -47,6 +48,7 @@ export function normalize(m) {
     status: m.status || "done",
     siblings: Array.isArray(m.sibling_ids) && m.sibling_ids.length ? m.sibling_ids.map(asId) : [id],
     edited: !!m.edited,
+    attachments: Array.isArray(m.attachments) ? m.attachments : [],
   };
 }
 
@@ -97,6 +99,8 @@ function fillMessage(li, msg) {
   if (msg.sender === "assistant") renderMarkdown(text, msg.content);
   else text.textContent = msg.content;
   li.appendChild(text);
+  const files = renderAttachments(msg.attachments);
+  if (files) li.appendChild(files);
   if (msg.sender === "assistant" && msg.status === "cancelled") li.appendChild(make("span", "tag", S.stopped));
   if (msg.sender === "assistant" && msg.status === "failed") li.appendChild(make("span", "tag", S.failed));
   if (msg.edited && msg.sender === "user") li.appendChild(make("span", "tag", S.edited));
