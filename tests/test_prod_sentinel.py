@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,13 +32,17 @@ import redis
 from django.contrib.auth import get_user_model
 from django.db import connection
 from redis.sentinel import Sentinel
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
 from sessions_app.devredis import find_server_binary, free_port
 from sessions_app.gate import admission, selectors, services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.gate.keys import RedisKeys
 from sessions_app.models import ChatSession, GateSettings
-from tests.live import ROOT, server_env
+from tests.live import ROOT, DaphneServer, server_env, start_daphne
+from tests.test_chat_live import login_cookie
 
 pytestmark = [
     pytest.mark.slow,
@@ -258,6 +263,41 @@ class Sampler(threading.Thread):
             self.violations.append(f"a person holds two seats: {sorted(live_owners)}")
 
 
+def _page(server: DaphneServer, cookie: str) -> ClientConnection:
+    """A person's chat page: the real /ws/chat/ of a daphne that knows only the Sentinels."""
+    return ws_connect(
+        f"{server.ws_url}/ws/chat/",
+        origin=server.url,
+        additional_headers={"Cookie": cookie},
+        open_timeout=20,
+    )
+
+
+def _status(ws: ClientConnection, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = json.loads(ws.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+        if frame["type"] == "queue.status":
+            return dict(frame)
+
+
+class Page(threading.Thread):
+    """A page left open through the failover: what it was told, and how its socket ended."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                self.frames.append(json.loads(self.ws.recv()))
+        except ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd else 1006
+
+
 @dataclass
 class Traffic:
     stop: threading.Event = field(default_factory=threading.Event)
@@ -319,6 +359,9 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
     assert get_manager().client.connection_pool.get_master_address()[1] == old
     old_run_id = cluster.direct(old).info("server")["run_id"]
 
+    server = start_daphne(tmp_path, **cluster.env)
+    sockets = contextlib.ExitStack()
+    page: Page | None = None
     sweeper_log = tmp_path / "sweeper.log"
     sweeper = subprocess.Popen(
         [sys.executable, "manage.py", "sweep_sessions", "--loop", "--interval", "0.5"],
@@ -344,6 +387,8 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
         on_master = {"cache_on_master": True, "layer_on_master": True}
         assert before == {"cache": "before", "layer": "before", "manager_port": old, **on_master}
 
+        page = Page(sockets.enter_context(_page(server, login_cookie("page-before"))))
+        page.start()
         sampler.start()
         for person in people:
             person.start()
@@ -373,6 +418,23 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
             "the sweeper reconciles against the promoted replica by itself",
         )
         time.sleep(2)  # more traffic on the new master, sampled
+        traffic.stop.set()
+        for person in people:
+            person.join(timeout=10)
+        # Through the daphne that lived through the failover: healthy, and a page opened now
+        # is shown its exact place on the new master (nobody frees a seat any more).
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=20) as health:
+            assert health.status == 200
+        with _page(server, login_cookie("page-after")) as late:
+            late_status = _status(late)
+            pk = get_user_model().objects.get(username="page-after").pk
+            with cluster.direct(cluster.replica_port) as master:
+                late_sid = master.get(keys.user(str(pk))).decode()
+                rank = master.zrank(keys.queue, late_sid)
+        if rank is None:
+            assert late_status["state"] == "active"
+        else:
+            assert (late_status["state"], late_status["position"]) == ("queued", rank + 1)
     finally:
         traffic.stop.set()
         for person in people:
@@ -382,13 +444,19 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
             sampler.join(timeout=5)
         sweeper.terminate()
         sweeper.wait(timeout=10)
+        # How the failover ended the page's socket, if it did, before we close it ourselves.
+        page_code = page.close_code if page is not None else None
+        sockets.close()
+        server_log = server.log()
+        server.stop()
 
     print(
         f"failover: promoted {promoted_at - killed_at:.2f} s after the kill, "
         f"admits again {admits_again:.2f} s after the kill, sweeper reconciled "
         f"{repaired:.2f} s after the promotion; {len(traffic.admissions)} admissions, "
         f"{len(traffic.unavailable)} 'unavailable' answers, {len(sampler.samples)} samples, "
-        f"max {sampler.max_active} active / {sampler.max_generating} generating"
+        f"max {sampler.max_active} active / {sampler.max_generating} generating; the page "
+        f"open through it got {[f['type'] for f in page.frames]}, closed {page_code}"
     )
     assert not traffic.errors, traffic.errors[:5]
     assert not sampler.violations, sampler.violations[:5]
@@ -415,6 +483,14 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
     )
     live_in_redis = set(order) | {v.decode() for v in new_client.zrange(keys.active, 0, -1)}
     assert {str(sid) for sid in live_in_record} == live_in_redis
+
+    # The page left open through the failover was told, or its socket closed with the
+    # documented code (4013 while Redis was away, 4000 after `session.closed`), never 1011.
+    assert page is not None and page.frames and page.frames[0]["type"] == "queue.status"
+    assert page_code in (None, 4000, 4013), (page_code, server_log[-3000:])
+    # (A warning with the channel layer's traceback is the outage being handled; an exception
+    # out of a consumer is what daphne answers with 1011.)
+    assert "Exception inside application" not in server_log, server_log[-3000:]
     new_client.close()
 
     # A process started now (the real settings) reaches the new master with every Redis user.
