@@ -1,9 +1,9 @@
 """Issue 11, "Redis that survives a machine": the gate behind Redis Sentinel survives a failover.
 
-A real master, a replica and three Sentinels (the server binary `make run` uses, the Sentinels
-started with `--sentinel`) on loopback ports of their own, never the conftest's Redis. Traffic
-runs through the services layer (opens, slot grants, closes, status polls) in several threads
-and a real sweeper (`sweep_sessions --loop`) runs beside it, all finding the master through the
+A real master, a replica and three Sentinels (tests/sentinel_cluster.py) on loopback ports of
+their own, never the conftest's Redis. Traffic runs through the services layer (opens, slot
+grants, closes, status polls) in several threads; a real sweeper (`sweep_sessions --loop`) and
+a real daphne with a page open on it run beside it, all finding the master through the
 Sentinels. The master is killed with SIGKILL mid-traffic; within 30 s the gate admits again
 through the promoted replica. Sampled throughout from whichever server is master: never more
 than the limit active or generating, nobody holding two seats or a seat twice; afterwards every
@@ -23,6 +23,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from sessions_app.devredis import find_server_binary, free_port
 from sessions_app.gate import admission, selectors, services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.gate.keys import RedisKeys
 from sessions_app.models import ChatSession, GateSettings
 from tests.live import ROOT, DaphneServer, server_env, start_daphne
+from tests.sentinel_cluster import MASTER_NAME, Cluster, cluster_fixture, wait_for  # noqa: F401
 from tests.test_chat_live import login_cookie
 
 pytestmark = [
@@ -49,114 +50,12 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(180),
 ]
-MASTER_NAME = "chatgate-test"
 MAX_ACTIVE = 3
 MAX_QUERIES = 2
 USERS = 12
 ADMIT_AGAIN_WITHIN = 30.0  # seconds after the kill, the issue's bound
 REPAIR_WITHIN = 10.0  # seconds after the promotion, the issue's bound for the automatic repair
 SENTINEL_KWARGS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
-
-
-@dataclass
-class Cluster:
-    master_port: int
-    replica_port: int
-    sentinel_ports: list[int]
-    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def sentinels(self) -> list[tuple[str, int]]:
-        return [("127.0.0.1", port) for port in self.sentinel_ports]
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
-            "REDIS_SENTINEL_MASTER": MASTER_NAME,
-        }
-
-    def direct(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
-
-    def master_by_sentinels(self) -> int:
-        """The master's port as the first Sentinel that answers sees it."""
-        for port in self.sentinel_ports:
-            try:
-                with self.direct(port) as sentinel:
-                    _host, master_port = sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)
-                return int(master_port)
-            except redis.RedisError:
-                continue
-        raise AssertionError("no Sentinel answered")
-
-
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - started
-        except redis.RedisError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    binary = find_server_binary()
-    ports = [free_port() for _ in range(5)]
-    cl = Cluster(ports[0], ports[1], ports[2:])
-    base = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    try:
-        replica_of = ["--replicaof", "127.0.0.1", str(cl.master_port)]
-        for port, extra in ((cl.master_port, []), (cl.replica_port, replica_of)):
-            workdir = tmp_path / f"redis-{port}"
-            workdir.mkdir()
-            args = [*base, "--port", str(port), "--dir", str(workdir), *extra]
-            cl.processes[port] = _start(args, tmp_path / f"redis-{port}.log")
-        for port in cl.sentinel_ports:
-            # A Sentinel rewrites its configuration file, so each has its own, writable one.
-            conf = tmp_path / f"sentinel-{port}.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {cl.master_port} 2\n"
-                # Low, so that the failover completes in a few seconds.
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 2000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
-            )
-            cl.processes[port] = _start(
-                [binary, str(conf), "--sentinel"], tmp_path / f"sentinel-{port}.log"
-            )
-
-        def replicating() -> bool:
-            with cl.direct(cl.replica_port) as replica:
-                return replica.info("replication").get("master_link_status") == "up"
-
-        def sentinels_ready() -> bool:
-            # Each Sentinel must know the replica and the two other Sentinels, or nobody can
-            # be elected to fail over (quorum 2).
-            for port in cl.sentinel_ports:
-                with cl.direct(port) as sentinel:
-                    state = sentinel.sentinel_master(MASTER_NAME)
-                if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < 2:
-                    return False
-            return True
-
-        _wait_for(replicating, 15, "the replica is in sync with the master")
-        _wait_for(sentinels_ready, 20, "every Sentinel knows the replica and the others")
-        yield cl
-    finally:
-        for process in cl.processes.values():
-            if process.poll() is None:
-                process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -359,7 +258,10 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
     assert get_manager().client.connection_pool.get_master_address()[1] == old
     old_run_id = cluster.direct(old).info("server")["run_id"]
 
-    server = start_daphne(tmp_path, **cluster.env)
+    # The slow starts (Django in three fresh processes) overlap: the first probe, the
+    # sweeper and the daphne, which is ready last.
+    probing = ThreadPoolExecutor(max_workers=1)
+    before_probe = probing.submit(_probe, cluster, "before")
     sockets = contextlib.ExitStack()
     page: Page | None = None
     sweeper_log = tmp_path / "sweeper.log"
@@ -370,6 +272,7 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
         stdout=sweeper_log.open("wb"),
         stderr=subprocess.STDOUT,
     )
+    server = start_daphne(tmp_path, **cluster.env)
     users = [
         get_user_model().objects.create_user(f"sentinel-{i}", password="x") for i in range(USERS)
     ]
@@ -378,12 +281,13 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
     people = [threading.Thread(target=_person, args=(u, traffic), daemon=True) for u in users]
     try:
         # The sweeper reconciles once against the first master (no marker yet) and marks it.
-        _wait_for(
+        wait_for(
             lambda: cluster.direct(old).get(keys.reconciled) == old_run_id.encode(),
             20,
             "the sweeper marked the first master as reconciled",
         )
-        before = _probe(cluster, "before")
+        before = before_probe.result(timeout=60)
+        probing.shutdown()
         on_master = {"cache_on_master": True, "layer_on_master": True}
         assert before == {"cache": "before", "layer": "before", "manager_port": old, **on_master}
 
@@ -392,19 +296,19 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
         sampler.start()
         for person in people:
             person.start()
-        time.sleep(3)
+        time.sleep(2)
         admitted_before = len(traffic.admissions)
         assert admitted_before >= MAX_ACTIVE, "traffic flows before the failover"
 
         cluster.processes[old].kill()  # SIGKILL: no goodbye to replicas or clients
         killed_at = time.monotonic()
-        _wait_for(
+        wait_for(
             lambda: cluster.master_by_sentinels() == cluster.replica_port,
             ADMIT_AGAIN_WITHIN,
             "the Sentinels promote the replica",
         )
         promoted_at = time.monotonic()
-        _wait_for(
+        wait_for(
             lambda: any(t > promoted_at for t, _ in traffic.admissions),
             ADMIT_AGAIN_WITHIN - (promoted_at - killed_at),
             "the gate admits somebody through the new master",
@@ -412,12 +316,12 @@ def test_failover_mid_traffic(cluster: Cluster, gate_on_sentinels: None, tmp_pat
         admits_again = min(t for t, _ in traffic.admissions if t > promoted_at) - killed_at
         new = cluster.replica_port
         new_run_id = cluster.direct(new).info("server")["run_id"]
-        repaired = _wait_for(
+        repaired = wait_for(
             lambda: cluster.direct(new).get(keys.reconciled) == new_run_id.encode(),
             REPAIR_WITHIN,
             "the sweeper reconciles against the promoted replica by itself",
         )
-        time.sleep(2)  # more traffic on the new master, sampled
+        time.sleep(1.5)  # more traffic on the new master, sampled
         traffic.stop.set()
         for person in people:
             person.join(timeout=10)
