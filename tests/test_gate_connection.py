@@ -72,8 +72,9 @@ def test_a_full_sentinel_pool_waits_instead_of_reporting_redis_unreachable(redis
 
 def test_after_a_failover_the_next_call_runs_on_the_new_master(settings):
     """The old master dies with a connection pooled to it; the Sentinels now name another
-    server. The next call fails on the dead connection, and the one retry of pool_options()
-    connects afresh, which asks the Sentinels again: the caller never sees the failover."""
+    server. The next call finds the pooled connection dead (redis-py checks it when it is
+    taken from the pool; one that dies in flight is retried once, pool_options()) and connects
+    afresh, which asks the Sentinels again: the caller never sees the failover."""
     old_process, old_url = start_server()
     new_process, new_url = start_server()
     settings.REDIS_SENTINELS = [("127.0.0.1", 1)]  # never asked: the stand-in answers

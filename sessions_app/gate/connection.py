@@ -55,9 +55,10 @@ class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionP
 def gate_client() -> redis.Redis:
     """The admission manager's client: REDIS_URL's server, or the Sentinels' current master.
 
-    After a failover, a connection to the old master fails (refused, reset, or ReadOnlyError,
-    which redis-py's Sentinel connection turns into a ConnectionError); the one retry in
-    `pool_options` then connects afresh, which asks the Sentinels for the new master. Scripts
+    After a failover, a connection to the old master is dead (redis-py notices when it takes
+    it from the pool) or fails in flight (refused, reset, or ReadOnlyError, which redis-py's
+    Sentinel connection turns into a ConnectionError, retried once by `pool_options`); either
+    way a fresh connection is made, and making one asks the Sentinels for the master. Scripts
     need no care: redis-py's Script answers NOSCRIPT by loading the script and running it again.
     """
     from django.conf import settings
