@@ -17,7 +17,8 @@ from django.core.management.base import CommandError
 
 from sessions_app.gate import services
 from sessions_app.gate.admission import get_manager
-from sessions_app.management.commands.simulate_users import Command, percentile
+from sessions_app.management.commands.simulate_users import Command
+from sessions_app.management.rehearsal import percentile
 from sessions_app.models import ApiToken, ChatMessage, ChatSession
 
 
