@@ -1,5 +1,5 @@
 # chatgate — two commands do everything on a fresh machine:
-#   make run    install, migrate, start Redis if REDIS_URL is unset, serve on 127.0.0.1:8000
+#   make run    install, migrate, start Redis unless REDIS_URL or REDIS_SENTINELS is set, serve on 127.0.0.1:8000
 #               (WORKERS=N make run: N daphne processes on that one port, one sweeper)
 #   make test   install, start what the tests need (Redis, Chromium), run lint, types, tests
 SHELL := /bin/bash

@@ -42,8 +42,15 @@ def pytest_configure(config: pytest.Config) -> None:
         _server, url = start_server()
     os.environ["REDIS_URL"] = url  # for the servers and workers the tests start
     settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = url
+    # Nor Sentinels set in the shell: they would lead every Redis user to your master.
+    os.environ.pop("REDIS_SENTINELS", None)
+    settings.REDIS_SENTINELS = []
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    for sentinel_only in ("master_name", "sentinels", "sentinel_kwargs", "db"):
+        host.pop(sentinel_only, None)
+    host["address"] = url
     settings.CACHES["default"]["LOCATION"] = url
+    settings.CACHES["default"]["OPTIONS"].pop("CONNECTION_FACTORY", None)
     ARTIFACTS.mkdir(exist_ok=True)
 
 
