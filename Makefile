@@ -1,5 +1,5 @@
 # chatgate — two commands do everything on a fresh machine:
-#   make run    install, migrate, start Redis if REDIS_URL is unset, serve on 127.0.0.1:8000
+#   make run    install, migrate, start Redis unless REDIS_URL or REDIS_SENTINELS is set, serve on 127.0.0.1:8000
 #               (WORKERS=N make run: N daphne processes on that one port, one sweeper)
 #   make test   install, start what the tests need (Redis, Chromium), run lint, types, tests
 SHELL := /bin/bash
@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest browser-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory clean
+.PHONY: install run test lint typecheck pytest pytest-postgres browser-deps server-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory clean
 
 install: $(STAMP)
 
@@ -32,6 +32,19 @@ browser-deps:
 			chromium fonts-noto-cjk gettext >/dev/null; \
 	fi
 
+# Debian's PostgreSQL (the tests' PostgreSQL pass starts a throwaway cluster of its own) and
+# nginx (tests/test_deploy_files.py runs deploy/nginx in front of daphne). Neither may start as
+# a service: a policy-rc.d that says no (Docker images ship one) is put in place for the install.
+server-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! test -x /usr/sbin/nginx; then \
+		echo "Installing Debian's postgresql and nginx-light for the tests..."; \
+		$(SUDO) sh -c 'set -e; made=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+			apt-get update -qq; status=0; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			postgresql nginx-light >/dev/null || status=$$?; \
+			if [ -n "$$made" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$status'; \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,10 +53,29 @@ typecheck: install
 	CHATGATE_TESTING=1 $(BIN)/mypy config sessions_app
 	DEBUG=1 CHATGATE_TESTING=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
-pytest: install browser-deps
-	CHATGATE_TESTING=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+# The whole suite on SQLite (the default engine; DATABASE_URL is ignored here so a PostgreSQL
+# URL in your shell does not turn this pass into a second PostgreSQL pass).
+pytest: install browser-deps server-deps
+	env -u DATABASE_URL CHATGATE_TESTING=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The tests whose database behaviour differs between engines, on PostgreSQL: the server
+# DATABASE_URL names when it is a PostgreSQL URL (a test database is created beside it), else a
+# throwaway cluster (sessions_app/devpostgres.py). Which files and why: README, "PostgreSQL".
+POSTGRES_TESTS := tests/test_prod_database.py tests/test_services.py \
+	tests/test_prod_burst.py tests/test_prod_api_presence.py tests/test_api.py \
+	tests/test_chat_api.py tests/test_conversations.py tests/test_consumers_conversations.py \
+	tests/test_conversation_migration.py tests/test_reconcile.py tests/test_recovery.py \
+	tests/test_message_sweep.py tests/test_alerts.py tests/test_admin.py tests/test_chat_admin.py \
+	tests/test_attachments_api.py tests/test_chat_sse.py
+pytest-postgres: install server-deps
+	@if [[ "$${DATABASE_URL:-}" == postgres* ]]; then \
+		CHATGATE_TESTING=1 $(BIN)/python -m pytest $(POSTGRES_TESTS) $(PYTEST_ARGS); \
+	else \
+		CHATGATE_TESTING=1 $(BIN)/python -m sessions_app.devpostgres -- \
+			$(BIN)/python -m pytest $(POSTGRES_TESTS) $(PYTEST_ARGS); \
+	fi
+
+test: lint typecheck pytest pytest-postgres
 
 bench: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/admission_bench.py

@@ -9,6 +9,8 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -139,6 +141,44 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: admission state, channel layer and cache all live in one Redis server.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def env_sentinels(name: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (IPv6 as `[::1]:26379`; a bare host means Sentinel's 26379)."""
+    sentinels = []
+    for item in env_list(name, []):
+        host, colon, port = item.rpartition(":")
+        if not colon or "]" in port:  # no port given ("host", or "[::1]")
+            host, port = item, "26379"
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not host:port.")
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+# With Sentinels, every Redis user (admission manager, channel layer, cache) asks them for the
+# current master of REDIS_SENTINEL_MASTER, so a failover needs no restart; REDIS_URL then only
+# gives the database number. Unset, REDIS_URL is the server, as before.
+REDIS_SENTINELS = env_sentinels("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
+    raise ImproperlyConfigured(
+        "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: name the master the "
+        "Sentinels monitor (the name in their `sentinel monitor <name> ...` line)."
+    )
+REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
+# The master's (and replicas') password; a password inside REDIS_URL also still works.
+REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD", "")
+# The database number, as redis-py reads REDIS_URL (`/0` or `?db=0`; a unix socket's path is none).
+_redis_url = urlparse(REDIS_URL)
+_db = _redis_url.path.strip("/") if _redis_url.scheme != "unix" else ""
+REDIS_DB = int(_db) if _db.isdigit() else int((parse_qs(_redis_url.query).get("db") or ["0"])[0])
+# How we talk to the Sentinels themselves: a dead one must not stall discovery, the next is asked.
+REDIS_SENTINEL_KWARGS: dict[str, Any] = {"socket_timeout": 1, "socket_connect_timeout": 1}
+if REDIS_SENTINEL_PASSWORD:
+    REDIS_SENTINEL_KWARGS["password"] = REDIS_SENTINEL_PASSWORD
+_redis_password = {"password": REDIS_PASSWORD} if REDIS_PASSWORD else {}
 # Every admission key is built from this prefix inside one hash tag (see redis_keys.py).
 CHATGATE_REDIS_PREFIX = os.environ.get("CHATGATE_REDIS_PREFIX", "chatgate")
 
@@ -148,7 +188,17 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             "hosts": [
                 {
-                    "address": REDIS_URL,
+                    **(
+                        {
+                            "master_name": REDIS_SENTINEL_MASTER,
+                            "sentinels": REDIS_SENTINELS,
+                            "sentinel_kwargs": REDIS_SENTINEL_KWARGS,
+                            "db": REDIS_DB,
+                        }
+                        if REDIS_SENTINELS
+                        else {"address": REDIS_URL}
+                    ),
+                    **_redis_password,
                     # redis-py 8 defaults socket_timeout to 5 s, the same as the layer's
                     # blocking pop, which then kills idle consumers (DESIGN.md §7).
                     "socket_timeout": None,
@@ -172,12 +222,26 @@ CHANNEL_LAYERS = {
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        # With Sentinels: the master only (django-redis's SentinelClient would also read from
+        # replicas, and the history cache must never read a stamp older than the last write).
+        "LOCATION": (
+            f"redis://{REDIS_SENTINEL_MASTER}/{REDIS_DB}" if REDIS_SENTINELS else REDIS_URL
+        ),
         "KEY_PREFIX": f"{CHATGATE_REDIS_PREFIX}:cache",
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": 2,
             "SOCKET_TIMEOUT": 2,
+            **({"PASSWORD": REDIS_PASSWORD} if REDIS_PASSWORD else {}),
+            **(
+                {
+                    "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                    "SENTINELS": REDIS_SENTINELS,
+                    "SENTINEL_KWARGS": REDIS_SENTINEL_KWARGS,
+                }
+                if REDIS_SENTINELS
+                else {}
+            ),
         },
     }
 }

@@ -1,4 +1,4 @@
-"""`make run`: a local Redis when REDIS_URL is unset, the sweeper, and daphne on 127.0.0.1:8000.
+"""`make run`: a local Redis unless REDIS_URL or REDIS_SENTINELS is set, the sweeper, and daphne.
 
 Ctrl-C (or SIGTERM) stops everything this started. Migrations and the first staff account are
 done before the servers start, so the printed login works at once.
@@ -82,13 +82,20 @@ def _stop_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def redis_env(env: dict[str, str]) -> str:
+    """The Redis settings another terminal needs to reach the same store."""
+    names = ("REDIS_URL", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")
+    return " ".join(f"{name}={env[name]}" for name in names if env.get(name))
+
+
 def main() -> int:
     # Explicit handlers: a shell that started us in the background set SIGINT to ignored.
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGINT, _stop_on_signal)
     env = dict(os.environ, HOST=HOST, PORT=PORT)  # ensure_admin prints the login at this address
     redis_process = None
-    if not env.get("REDIS_URL"):
+    # With Sentinels the servers are the operator's (issue 11): nothing to start.
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         # Redis's usual port when it is free, so that `manage.py` commands in another terminal
         # find this server with the default REDIS_URL.
         redis_process, env["REDIS_URL"] = start_server(DEFAULT_REDIS_PORT if port_free() else None)
@@ -120,7 +127,7 @@ def main() -> int:
         print(f"chatgate is serving on http://{HOST}:{PORT}/ — Ctrl-C stops it.")
         print(
             "Operator commands in another terminal: "
-            f"DEBUG=1 REDIS_URL={env['REDIS_URL']} .venv/bin/python manage.py queue_status"
+            f"DEBUG=1 {redis_env(env)} .venv/bin/python manage.py queue_status"
         )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

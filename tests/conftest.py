@@ -42,8 +42,15 @@ def pytest_configure(config: pytest.Config) -> None:
         _server, url = start_server()
     os.environ["REDIS_URL"] = url  # for the servers and workers the tests start
     settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = url
+    # Nor Sentinels set in the shell: they would lead every Redis user to your master.
+    os.environ.pop("REDIS_SENTINELS", None)
+    settings.REDIS_SENTINELS = []
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    for sentinel_only in ("master_name", "sentinels", "sentinel_kwargs", "db"):
+        host.pop(sentinel_only, None)
+    host["address"] = url
     settings.CACHES["default"]["LOCATION"] = url
+    settings.CACHES["default"]["OPTIONS"].pop("CONNECTION_FACTORY", None)
     ARTIFACTS.mkdir(exist_ok=True)
 
 
@@ -55,6 +62,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from sessions_app.devredis import stop_server
 
         stop_server(_server)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """On PostgreSQL, the test database can only be dropped once nobody uses it: a connection
+    left open in an executor thread of this process (or by a server a failed test did not stop)
+    made the drop fail, leaving test_<name> behind on the server DATABASE_URL names."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    connection.close()
 
 
 @pytest.fixture(scope="session")

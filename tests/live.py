@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.conf import settings
@@ -81,6 +82,23 @@ def server_env(**extra: str) -> dict[str, str]:
     )
     if db["ENGINE"] == "django.db.backends.sqlite3":
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    elif db["ENGINE"] == "django.db.backends.postgresql":
+        # NAME is the test database by now (Django renames it when it creates it): the servers
+        # must write where the test reads, not into the database DATABASE_URL names.
+        auth = quote(db["USER"] or "", safe="")
+        if db["PASSWORD"]:
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        host = str(db["HOST"] or "")  # empty: the local socket, as in DATABASE_URL
+        if host.startswith("/"):
+            host = ""  # a socket directory travels as ?host= below
+        elif ":" in host:
+            host = f"[{host}]"
+        port = f":{db['PORT']}" if db["PORT"] else ""
+        url = f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
+        query = {str(k): str(v) for k, v in (db.get("OPTIONS") or {}).items()}
+        if str(db["HOST"] or "").startswith("/"):
+            query["host"] = str(db["HOST"])
+        env["DATABASE_URL"] = url + (f"?{urlencode(query)}" if query else "")
     env.update(extra)
     return env
 

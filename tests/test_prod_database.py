@@ -22,7 +22,7 @@ from django.db import connection, connections
 from sessions_app.gate import services
 from sessions_app.models import ApiToken, ChatSession
 from tests.burst_client import Answer, request
-from tests.live import DaphneServer, start_daphne
+from tests.live import DaphneServer, server_env, start_daphne
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 CALLERS = 50
@@ -48,6 +48,24 @@ def test_sqlite_runs_with_wal_a_busy_timeout_and_immediate_transactions() -> Non
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 10_000  # milliseconds
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_the_servers_tests_start_use_the_test_database_on_either_engine() -> None:
+    """Daphne processes must write where the test reads: the test database (Django renamed it
+    when it created it), never the database DATABASE_URL names, on SQLite and PostgreSQL."""
+    import dj_database_url
+
+    given = dj_database_url.parse(server_env()["DATABASE_URL"])
+    ours = connection.settings_dict
+    assert given["ENGINE"] == ours["ENGINE"]
+    assert given["NAME"] == ours["NAME"]
+    if connection.vendor == "postgresql":
+        assert ours["NAME"].startswith("test_")
+        assert (given["HOST"], given["PORT"], given["USER"]) == (
+            ours["HOST"],
+            ours["PORT"],
+            ours["USER"],
+        )
 
 
 PEOPLE = 10

@@ -123,3 +123,28 @@ def test_reconcile_without_redis_is_a_command_error(settings):
     admission.reset_manager()
     with pytest.raises(CommandError, match="Redis"):
         run()
+
+
+def test_a_session_closed_while_reconcile_runs_stays_closed(gate, monkeypatch):
+    """Found by the failover test (issue 11): the sweeper reconciles while people come and go.
+    A seat that closes between reconcile's look at Redis and its repair must not be re-opened in
+    the record ("corrected" to the state Redis had a moment ago): the record would then hold a
+    seat Redis no longer has, until the next failover."""
+    from sessions_app.gate import reconcile
+
+    ann, ben, cat = open_for("ann", "ben", "cat")  # cat waits
+    # The record lags behind Redis for ann (as if her activation were being written now).
+    ChatSession.objects.filter(id=ann).update(state=ChatSession.State.QUEUED)
+    looked = reconcile._redis_sessions
+
+    def look_then_people_leave() -> Any:
+        seen = looked()
+        services.session_close(session_id=ann, reason="user")  # she leaves meanwhile
+        services.session_close(session_id=ben, reason="user")  # and so does ben: cat is in
+        return seen
+
+    monkeypatch.setattr(reconcile, "_redis_sessions", look_then_people_leave)
+    reconcile.sessions_reconcile()
+    assert state_of(ann) == ("closed", "user")
+    assert state_of(ben) == ("closed", "user")
+    assert state_of(cat)[0] == "active"

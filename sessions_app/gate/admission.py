@@ -477,19 +477,19 @@ def get_manager() -> AdmissionManager:
     if _manager is None:
         from django.conf import settings
 
-        from sessions_app.gate.connection import pool_options
+        from sessions_app.gate.connection import gate_client
 
-        pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **pool_options())
-        client = redis.Redis(connection_pool=pool)
         _manager = AdmissionManager(
-            client, RedisKeys(settings.CHATGATE_REDIS_PREFIX), config_loader=config_loader
+            gate_client(), RedisKeys(settings.CHATGATE_REDIS_PREFIX), config_loader=config_loader
         )
     return _manager
 
 
 def reset_manager() -> None:
-    """Forgets the process-wide manager (tests that change REDIS_URL or the prefix)."""
+    """Forgets the process-wide manager (tests that change REDIS_URL, Sentinels or the prefix)."""
     global _manager
     if _manager is not None:
-        _manager.client.close()
+        from sessions_app.gate.connection import client_close
+
+        client_close(_manager.client)
     _manager = None

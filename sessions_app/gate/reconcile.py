@@ -131,6 +131,14 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
         promoted += manager.close(sid, reason=ChatSession.Reason.LOST).promoted
     # Checked again: a session opened or closed since the first look is not ours to repair.
     still_lost = [sid for sid in lost if manager.session_info(sid) is None]
+    # The same for the other findings: the sweeper reconciles after a failover while people
+    # come and go, and a seat closed since the first look must not be recorded live again.
+    recorded = [sid for sid in recorded if manager.session_info(sid) is not None]
+    corrected = [
+        (sid, was, state)
+        for sid, was, state in corrected
+        if (info_now := manager.session_info(sid)) is not None and info_now.state == state
+    ]
     now = timezone.now()
 
     def when(seconds: float | None) -> Any:
@@ -152,9 +160,11 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
                     "activated_at": when(info.activated),
                 },
             )
-        for sid, _was, state in corrected:
+        for sid, was, state in corrected:
             info = live[sid]
-            ChatSession.objects.filter(id=sid).update(
+            # Only a record still as we read it: a close (or a promotion) written since then
+            # by the service that made it is newer than our look at Redis.
+            ChatSession.objects.filter(id=sid, state=was).update(
                 state=state,
                 activated_at=when(info.activated),
                 closed_at=None,

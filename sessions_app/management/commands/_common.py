@@ -29,7 +29,8 @@ def gate_errors() -> Iterator[None]:
         yield
     except GateUnavailable as exc:
         raise CommandError(
-            f"{exc} Check that Redis is running and REDIS_URL points at it, then try again."
+            f"{exc} Check that Redis is running and REDIS_URL (or REDIS_SENTINELS) points at "
+            "it, then try again."
         ) from exc
     except SessionNotFound as exc:
         raise CommandError(f"{exc} See `manage.py queue_status` for who is live.") from exc

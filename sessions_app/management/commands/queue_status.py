@@ -107,7 +107,8 @@ class Command(BaseCommand):
                 overview = selectors.gate_overview(options["limit"])
             except GateUnavailable as exc:
                 raise CommandError(
-                    f"{exc} Check that Redis is running and REDIS_URL points at it."
+                    f"{exc} Check that Redis is running and REDIS_URL (or REDIS_SENTINELS) "
+                    "points at it."
                 ) from exc
             self._show(overview, options["json"])
             return
