@@ -138,6 +138,33 @@ def test_a_token_uploads_for_its_owner(alice, store) -> None:
     assert got.status_code == 200 and got.content == b"hello"
 
 
+def test_a_service_token_uploads_for_the_person_it_names(alice, bob, store) -> None:
+    """`?user_id=` works on the files endpoints as on every /api/chat/ call: a token with the
+    act-for-users right uploads into, and reads back from, the person's conversation; a token
+    without it may not name anyone else."""
+    service = User.objects.create_user("svc-owner")
+    _row, raw = ApiToken.issue(name="svc", owner=service, can_act_for_users=True)
+    client = Client(enforce_csrf_checks=True)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    conversation = new_conversation(alice)
+    path = f"{API}/sessions/{conversation}/files"
+    r = client.post(f"{path}?user_id=alice", {"file": SimpleUploadedFile("a.txt", b"hi")}, **auth)
+    assert r.status_code == 201, r.content
+    assert Attachment.objects.get().owner == alice.user
+    got = client.get(f"{r.json()['file_url']}?user_id=alice", **auth)
+    assert got.status_code == 200 and got.content == b"hi"
+    assert client.get(f"{r.json()['file_url']}?user_id=bob", **auth).status_code == 404
+    assert client.get(r.json()["file_url"], **auth).status_code == 404  # the token's own owner
+    _row, plain = ApiToken.issue(name="plain", owner=bob.user)
+    refused = client.post(
+        f"{path}?user_id=alice",
+        {"file": SimpleUploadedFile("b.txt", b"no")},
+        HTTP_AUTHORIZATION=f"Bearer {plain}",
+    )
+    assert error(refused, 403)["code"] == "FORBIDDEN"
+    assert Attachment.objects.count() == 1
+
+
 # --- whose files -------------------------------------------------------------------------------
 
 

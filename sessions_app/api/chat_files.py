@@ -34,8 +34,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from sessions_app import conf, notifications
-from sessions_app.api.auth import authenticate
-from sessions_app.api.chat_views import _conversation
+from sessions_app.api.chat_views import _caller, _conversation
 from sessions_app.api.errors import ApiError, bad_request, not_found
 from sessions_app.api.views import endpoint
 from sessions_app.chat import attachments, runner
@@ -126,7 +125,7 @@ def upload(request: HttpRequest, session_id: str) -> HttpResponse:
         raise bad_request(_("The multipart body could not be read.")) from exc
     except RequestDataTooBig as exc:
         raise ApiError(400, "TOO_LARGE", _("The form fields are too large.")) from exc
-    owner = authenticate(request, write=True).user
+    owner = _caller(request, write=True)
     if not (request.content_type or "").startswith("multipart/form-data"):
         raise ApiError(
             415,
@@ -196,7 +195,7 @@ def upload(request: HttpRequest, session_id: str) -> HttpResponse:
 
 
 def _serve(request: HttpRequest, file_id: str, *, thumbnail: bool) -> HttpResponse:
-    owner = authenticate(request, write=False).user
+    owner = _caller(request, write=False)
     try:
         attachment = attachments.attachment_get(owner=owner, file_id=file_id)
         data = attachments.attachment_bytes(attachment, thumbnail=thumbnail)

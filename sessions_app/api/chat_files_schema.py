@@ -47,7 +47,20 @@ FILES_SCHEMAS: dict[str, Any] = {
     },
 }
 
-FILES_PATHS: dict[str, Any] = {
+
+def files_paths(user_id: dict[str, Any]) -> dict[str, Any]:
+    """The file paths; `user_id` is the conversations document's `?user_id=` parameter (a
+    token with the act-for-users right names the person, as on every /api/chat/ call)."""
+    return {
+        path: {
+            key: {**op, "parameters": [user_id]} if key in ("get", "post") else op
+            for key, op in item.items()
+        }
+        for path, item in _FILES_PATHS.items()
+    }
+
+
+_FILES_PATHS: dict[str, Any] = {
     "/sessions/{session_id}/files": {
         "parameters": [_SESSION_ID],
         "post": {
@@ -79,7 +92,7 @@ FILES_PATHS: dict[str, Any] = {
                     "description": "Bad request, an empty or damaged file, or an image too "
                     "large (JSON Error); an unparseable multipart body gets an empty 400."
                 },
-                "403": _error("CSRF (cookie callers)."),
+                "403": _error("CSRF (cookie callers), or naming a `user_id` you may not act for."),
                 "404": _error("No such conversation of yours."),
                 "409": _error("A `message` needs an active seat (`state`, `position`)."),
                 "413": _error("The file is larger than the limit."),
@@ -99,6 +112,7 @@ FILES_PATHS: dict[str, Any] = {
                     "description": "The file's bytes, with its own type and nosniff.",
                     "content": {t: {"schema": _BINARY} for t in _SERVED_TYPES},
                 },
+                "403": _error("Naming a `user_id` you may not act for."),
                 "404": _error("No such file of yours."),
                 **COMMON_ERRORS,
             },
@@ -114,6 +128,7 @@ FILES_PATHS: dict[str, Any] = {
                     "description": "The thumbnail.",
                     "content": {"image/webp": {"schema": _BINARY}},
                 },
+                "403": _error("Naming a `user_id` you may not act for."),
                 "404": _error("No such image of yours."),
                 **COMMON_ERRORS,
             },

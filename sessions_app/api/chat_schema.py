@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions_app.api.chat_files_schema import FILES_PATHS, FILES_SCHEMAS
+from sessions_app.api.chat_files_schema import FILES_SCHEMAS, files_paths
 from sessions_app.api.schema import COMMON_ERRORS, _error, _json, _ref, openapi_document
 
 _DT = {"type": "string", "format": "date-time"}
@@ -332,7 +332,7 @@ def chat_openapi_document(server_url: str) -> dict[str, Any]:
                     },
                 },
             },
-            **FILES_PATHS,
+            **files_paths(_USER_ID),
         },
         "components": {
             "schemas": {
