@@ -173,7 +173,7 @@ def upload(request: HttpRequest, session_id: str) -> HttpResponse:
             raise _not_seated(owner) from None
         message_id = asked.question.pk
         client_id = request.POST.get("client_id", "")[:100] or None
-        frame = attachments.question_frame(asked, attachment, client_id)
+        frame = attachments.question_frame(asked, attachment, client_id, owner.get_username())
         notifications.chat_frame(owner.pk, frame)
     else:
         attachment = attachments.attachment_store(

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from sessions_app import conf
-from sessions_app.chat import messages
+from sessions_app.chat import frames, messages
 from sessions_app.chat.attachments_sniff import (
     Refused,
     agree,
@@ -177,6 +177,7 @@ def attachment_ask(
         attachment_delete(attachment)
         raise
     attachment.message = asked.question
+    asked.question.message_type = ChatMessage.Kind.FILE  # as just written by the update
     return attachment, asked
 
 
@@ -244,24 +245,14 @@ def attachments_of(message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     return found
 
 
-def question_frame(asked: messages.Asked, attachment: Any, client_id: str | None) -> dict[str, Any]:
-    """The `message` frame every page of the person gets, as for a question sent on the page
-    (`client_id` lets the page that uploaded it recognise its own question)."""
-    question = asked.question
-    return {
-        "type": "message",
-        "message_id": question.pk,
-        "conversation_id": str(asked.conversation.pk),
-        "parent_id": question.parent_id,
-        "sender_type": "user",
-        "message_type": ChatMessage.Kind.FILE,
-        "content": question.content,
-        "client_id": client_id,
-        "created_at": question.created_at.isoformat(),
-        "edited": False,
-        "answer_id": asked.answer.pk,
-        "attachments": [attachment_dict(attachment)],
-    }
+def question_frame(
+    asked: messages.Asked, attachment: Any, client_id: str | None, owner_name: str
+) -> dict[str, Any]:
+    """The `message` frame every page of the person gets: the same frame as for a question sent
+    on the page (frames.question_frame), with the file (`client_id` lets the page that uploaded
+    it recognise its own question)."""
+    frame = frames.question_frame(asked, client_id=client_id, owner_name=owner_name)
+    return {**frame, "attachments": [attachment_dict(attachment)]}
 
 
 # --- what reaches the model -------------------------------------------------------------------
