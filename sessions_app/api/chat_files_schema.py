@@ -14,13 +14,6 @@ _FILE_ID = {
     "description": "The file's id (a random UUID); anything else, or another person's, is a 404.",
     "schema": {"type": "string"},
 }
-_SESSION_ID = {
-    "name": "session_id",
-    "in": "path",
-    "required": True,
-    "description": "The conversation's id (a UUID); anything else is a 404.",
-    "schema": {"type": "string"},
-}
 _SERVED_TYPES = ("image/jpeg", "image/png", "image/webp", "application/pdf", "text/plain")
 _BINARY = {"type": "string", "format": "binary"}
 
@@ -48,90 +41,95 @@ FILES_SCHEMAS: dict[str, Any] = {
 }
 
 
-def files_paths(user_id: dict[str, Any]) -> dict[str, Any]:
-    """The file paths; `user_id` is the conversations document's `?user_id=` parameter (a
-    token with the act-for-users right names the person, as on every /api/chat/ call)."""
+def files_paths(*, session_id: dict[str, Any], user_id: dict[str, Any]) -> dict[str, Any]:
+    """The file paths, with the conversations document's own `session_id` path parameter and
+    `?user_id=` (a token with the act-for-users right names the person, as on every /api/chat/
+    call)."""
+    paths = _paths(session_id)
     return {
         path: {
             key: {**op, "parameters": [user_id]} if key in ("get", "post") else op
             for key, op in item.items()
         }
-        for path, item in _FILES_PATHS.items()
+        for path, item in paths.items()
     }
 
 
-_FILES_PATHS: dict[str, Any] = {
-    "/sessions/{session_id}/files": {
-        "parameters": [_SESSION_ID],
-        "post": {
-            "operationId": "uploadFile",
-            "summary": "Attach a file (JPEG, PNG, WebP, PDF, plain text; 10 MB by default); with "
-            "`message`, a new question carrying it is asked as from the page.",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": _BINARY,
-                                "message": {"type": "string", "maxLength": 8000},
-                                "client_id": {"type": "string", "maxLength": 100},
-                            },
+def _paths(session_id: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "/sessions/{session_id}/files": {
+            "parameters": [session_id],
+            "post": {
+                "operationId": "uploadFile",
+                "summary": "Attach a file (JPEG, PNG, WebP, PDF, plain text; 10 MB by default); "
+                "with `message`, a new question carrying it is asked as from the page.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": _BINARY,
+                                    "message": {"type": "string", "maxLength": 8000},
+                                    "client_id": {"type": "string", "maxLength": 100},
+                                },
+                            }
                         }
-                    }
+                    },
                 },
-            },
-            "responses": {
-                "201": _json(_ref("UploadedFile"), "Stored (and asked, with `message`)."),
-                # Without `content`: daphne's HTTP layer (Twisted) parses multipart bodies itself
-                # and answers one it cannot parse with an empty 400 before the app sees it; every
-                # 400 of ours is the JSON Error.
-                "400": {
-                    "description": "Bad request, an empty or damaged file, or an image too "
-                    "large (JSON Error); an unparseable multipart body gets an empty 400."
+                "responses": {
+                    "201": _json(_ref("UploadedFile"), "Stored (and asked, with `message`)."),
+                    # Without `content`: daphne's HTTP layer (Twisted) parses multipart bodies
+                    # itself and answers one it cannot parse with an empty 400 before the app
+                    # sees it; every 400 of ours is the JSON Error.
+                    "400": {
+                        "description": "Bad request, an empty or damaged file, or an image too "
+                        "large (JSON Error); an unparseable multipart body gets an empty 400."
+                    },
+                    "403": _error(
+                        "CSRF (cookie callers), or naming a `user_id` you may not act for."
+                    ),
+                    "404": _error("No such conversation of yours."),
+                    "409": _error("A `message` needs an active seat (`state`, `position`)."),
+                    "413": _error("The file is larger than the limit."),
+                    "415": _error("Not an allowed type, or the name does not match the content."),
+                    "429": _error("Too many uploads a minute.", retry_after=True),
+                    **COMMON_ERRORS,
                 },
-                "403": _error("CSRF (cookie callers), or naming a `user_id` you may not act for."),
-                "404": _error("No such conversation of yours."),
-                "409": _error("A `message` needs an active seat (`state`, `position`)."),
-                "413": _error("The file is larger than the limit."),
-                "415": _error("Not an allowed type, or the name does not match the content."),
-                "429": _error("Too many uploads a minute.", retry_after=True),
-                **COMMON_ERRORS,
             },
         },
-    },
-    "/files/{file_id}": {
-        "parameters": [_FILE_ID],
-        "get": {
-            "operationId": "getFile",
-            "summary": "The file, to its owner (images inline, everything else as a download).",
-            "responses": {
-                "200": {
-                    "description": "The file's bytes, with its own type and nosniff.",
-                    "content": {t: {"schema": _BINARY} for t in _SERVED_TYPES},
+        "/files/{file_id}": {
+            "parameters": [_FILE_ID],
+            "get": {
+                "operationId": "getFile",
+                "summary": "The file, to its owner (images inline, everything else as a download).",
+                "responses": {
+                    "200": {
+                        "description": "The file's bytes, with its own type and nosniff.",
+                        "content": {t: {"schema": _BINARY} for t in _SERVED_TYPES},
+                    },
+                    "403": _error("Naming a `user_id` you may not act for."),
+                    "404": _error("No such file of yours."),
+                    **COMMON_ERRORS,
                 },
-                "403": _error("Naming a `user_id` you may not act for."),
-                "404": _error("No such file of yours."),
-                **COMMON_ERRORS,
             },
         },
-    },
-    "/files/{file_id}/thumbnail": {
-        "parameters": [_FILE_ID],
-        "get": {
-            "operationId": "getFileThumbnail",
-            "summary": "An image's thumbnail (WebP, at most 384 pixels a side).",
-            "responses": {
-                "200": {
-                    "description": "The thumbnail.",
-                    "content": {"image/webp": {"schema": _BINARY}},
+        "/files/{file_id}/thumbnail": {
+            "parameters": [_FILE_ID],
+            "get": {
+                "operationId": "getFileThumbnail",
+                "summary": "An image's thumbnail (WebP, at most 384 pixels a side).",
+                "responses": {
+                    "200": {
+                        "description": "The thumbnail.",
+                        "content": {"image/webp": {"schema": _BINARY}},
+                    },
+                    "403": _error("Naming a `user_id` you may not act for."),
+                    "404": _error("No such image of yours."),
+                    **COMMON_ERRORS,
                 },
-                "403": _error("Naming a `user_id` you may not act for."),
-                "404": _error("No such image of yours."),
-                **COMMON_ERRORS,
             },
         },
-    },
-}
+    }

@@ -332,7 +332,7 @@ def chat_openapi_document(server_url: str) -> dict[str, Any]:
                     },
                 },
             },
-            **files_paths(_USER_ID),
+            **files_paths(session_id=_ID, user_id=_USER_ID),
         },
         "components": {
             "schemas": {
