@@ -14,7 +14,6 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessions_app.devredis import free_port
+from sessions_app.devredis import free_port, run_child
 
 DATABASE = "chatgate"
 
@@ -143,12 +142,8 @@ def main(argv: list[str]) -> int:
         return 2
     cluster = start_server()
     print(f"chatgate: started a throwaway PostgreSQL at {cluster.url}", file=sys.stderr)
-    child = subprocess.Popen(argv, env=dict(os.environ, DATABASE_URL=cluster.url))
-    # Ctrl-C reaches the whole foreground group; we only wait for the child to finish.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     try:
-        return child.wait()
+        return run_child(argv, DATABASE_URL=cluster.url)
     finally:
         stop_server(cluster)
 

@@ -99,15 +99,20 @@ def main(argv: list[str]) -> int:
         return 2
     process, url = start_server()
     print(f"chatgate: started a local Redis at {url}", file=sys.stderr)
-    env = dict(os.environ, REDIS_URL=url)
-    child = subprocess.Popen(argv, env=env)
+    try:
+        return run_child(argv, REDIS_URL=url)
+    finally:
+        stop_server(process)
+
+
+def run_child(argv: list[str], **env: str) -> int:
+    """Runs `argv` with `env` added until it exits (here and in devpostgres.py): the caller
+    stops its server afterwards."""
+    child = subprocess.Popen(argv, env=dict(os.environ, **env))
     # Ctrl-C reaches the whole foreground group; we only wait for the child to finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
-    try:
-        return child.wait()
-    finally:
-        stop_server(process)
+    return child.wait()
 
 
 if __name__ == "__main__":
