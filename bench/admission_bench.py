@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("CHATGATE_TESTING", "1")
-os.environ.setdefault("CHATGATE_REDIS_PREFIX", f"bench{uuid.uuid4().hex[:6]}")
+from _setup import setup_django  # bench/ is on sys.path when a benchmark runs
+
 BENCH_DB = Path(os.environ.get("BENCH_DB", "/tmp/chatgate-bench.sqlite3"))
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{BENCH_DB}")
-
-import django  # noqa: E402
-
-django.setup()
+setup_django(database=BENCH_DB)
 
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -69,7 +61,7 @@ def main() -> None:
 
     def bare(i: int) -> None:
         sid = str(uuid.uuid4())
-        open_script(keys=keys, args=[tagged, "", f"bare{i}", "normal", sid, "api"])
+        open_script(keys=keys, args=[tagged, "", f"bare{i}", "normal", sid, "api", ""])
         close_script(keys=keys, args=[tagged, "", sid, "user"])
 
     def through_manager(i: int) -> None:

@@ -24,23 +24,14 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("CHATGATE_TESTING", "1")
-os.environ.setdefault("CHATGATE_REDIS_PREFIX", f"bench{uuid.uuid4().hex[:6]}")
+from _setup import setup_django  # bench/ is on sys.path when a benchmark runs
 
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 import httpx  # noqa: E402
 

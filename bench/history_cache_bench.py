@@ -12,23 +12,14 @@ with a write before every read (the worst case: every read misses). Best of ROUN
 from __future__ import annotations
 
 import os
-import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("CHATGATE_TESTING", "1")
-os.environ.setdefault("CHATGATE_REDIS_PREFIX", f"bench{uuid.uuid4().hex[:6]}")
+from _setup import setup_django  # bench/ is on sys.path when a benchmark runs
+
 BENCH_DB = Path(os.environ.get("BENCH_DB", "/tmp/chatgate-bench-history.sqlite3"))
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{BENCH_DB}")
-
-import django  # noqa: E402
-
-django.setup()
+setup_django(database=BENCH_DB)
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402

@@ -12,21 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("CHATGATE_TESTING", "1")
-os.environ.setdefault("CHATGATE_REDIS_PREFIX", f"bench{uuid.uuid4().hex[:6]}")
+from _setup import setup_django  # bench/ is on sys.path when a benchmark runs
 
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 from sessions_app.gate import services  # noqa: E402
 from sessions_app.gate.admission import get_manager  # noqa: E402
