@@ -54,6 +54,19 @@ def method_label(method: str | None) -> str:
     return method if method in METHODS else "OTHER"
 
 
+def count_request(pipe: Any, key: str, prefix: str, *, status: int, ms: float, bucket: int) -> None:
+    """Queues one request's fields under `prefix` in the hash `key`: the count, the errors
+    (5xx) or refusals (4xx), its latency bucket and the latency sum. The per-group minute
+    (record.py) and the per-route counts below are all kept this way."""
+    pipe.hincrby(key, f"{prefix}n", 1)
+    if status >= 500:
+        pipe.hincrby(key, f"{prefix}err", 1)
+    elif status >= 400:
+        pipe.hincrby(key, f"{prefix}4xx", 1)
+    pipe.hincrby(key, f"{prefix}b{bucket}", 1)
+    pipe.hincrbyfloat(key, f"{prefix}ms", round(ms, 3))
+
+
 def endpoint_pipe(
     pipe: Any,
     keys: RedisKeys,
@@ -70,10 +83,4 @@ def endpoint_pipe(
     method = method_label(method)
     total = keys.metrics_endpoints()
     for prefix, key in ((f"{route}{SEP}{method}{SEP}", total), (f"e:{route}{SEP}", minute_key)):
-        pipe.hincrby(key, f"{prefix}n", 1)
-        if status >= 500:
-            pipe.hincrby(key, f"{prefix}err", 1)
-        elif status >= 400:
-            pipe.hincrby(key, f"{prefix}4xx", 1)
-        pipe.hincrby(key, f"{prefix}b{bucket}", 1)
-        pipe.hincrbyfloat(key, f"{prefix}ms", round(ms, 3))
+        count_request(pipe, key, prefix, status=status, ms=ms, bucket=bucket)

@@ -75,15 +75,10 @@ def request_record(
     now = time.time() if now is None else now
     key = manager.keys.metrics_minute(_minute(now))
     ms = seconds * 1000.0
+    bucket = _bucket_index(ms, RESPONSE_BUCKETS_MS)
     pipe = manager.client.pipeline(transaction=False)
     if group is not None:
-        pipe.hincrby(key, f"{group}:n", 1)
-        if status >= 500:
-            pipe.hincrby(key, f"{group}:err", 1)
-        elif status >= 400:
-            pipe.hincrby(key, f"{group}:4xx", 1)
-        pipe.hincrby(key, f"{group}:b{_bucket_index(ms, RESPONSE_BUCKETS_MS)}", 1)
-        pipe.hincrbyfloat(key, f"{group}:ms", round(ms, 3))
+        endpoints.count_request(pipe, key, f"{group}:", status=status, ms=ms, bucket=bucket)
     if route is not None:
         endpoints.endpoint_pipe(
             pipe,
@@ -93,7 +88,7 @@ def request_record(
             method=method,
             status=status,
             ms=ms,
-            bucket=_bucket_index(ms, RESPONSE_BUCKETS_MS),
+            bucket=bucket,
         )
     pipe.expire(key, int(conf.get("METRICS_RETENTION_SECONDS")))
     pipe.execute()
