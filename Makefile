@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest pytest-postgres browser-deps server-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory clean
+.PHONY: install run test lint typecheck pytest pytest-postgres browser-deps server-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory bench-page-memory bench-fanout-cluster clean
 
 install: $(STAMP)
 
@@ -83,6 +83,9 @@ bench: install
 bench-fanout: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_bench.py --waiting $${WAITING:-1000} --rounds $${ROUNDS:-20}
 
+bench-fanout-cluster: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_cluster_bench.py --waiting $${WAITING:-10000} --processes $${PROCESSES:-2} --rounds $${ROUNDS:-10}
+
 bench-handoff: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/handoff_bench.py --seconds $${SECONDS_RUN:-60} --latency $${LATENCY:-2}
 
@@ -91,6 +94,9 @@ bench-presence: install
 
 bench-memory: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/memory_bench.py
+
+bench-page-memory: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/page_memory_bench.py --pages $${PAGES:-2000} --runs $${RUNS:-3}
 
 bench-history: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/history_cache_bench.py
