@@ -91,7 +91,7 @@ class Socket(Protocol):
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)  # one per open page: no per-instance __dict__ (P4)
 class Entry:
     session_id: str
     version: int = -1  # the newest version this socket was sent

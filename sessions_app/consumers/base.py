@@ -61,7 +61,7 @@ STRIKE_DECAY_PER_SECOND = 1.0
 INT_LIMIT = 2**63 - 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     """A token bucket: `burst` frames at once, refilled at `rate` frames a second."""
 
@@ -169,6 +169,17 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
     # Text fields with a length cap in characters: {frame type: {field: conf knob}}.
     text_caps: ClassVar[dict[str, dict[str, str]]] = {}
 
+    # Per-socket state starts as these class defaults and becomes the socket's own only once it
+    # changes (P4, issue 11): a waiting page that never sends a frame holds none of it, which
+    # matters at 10,000 waiting pages a process. The buckets appear with the first frame.
+    _buckets: dict[str, Bucket] | None = None
+    _strikes = 0.0
+    _strike_stamp = 0.0  # with no strikes yet its value does not matter (decay stops at 0)
+    _last_rate_error = -math.inf
+    _refusing = False  # closed for a flood: frames still queued are dropped unread
+    _unavailable_sent = False
+    _accepted = False
+
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -177,13 +188,6 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         self.scope = scope
         # Error frames speak the page's language; tasks started from here inherit it.
         translation.activate(scope_language(scope))
-        self._buckets: dict[str, Bucket] = {}
-        self._strikes = 0.0
-        self._strike_stamp = time.monotonic()
-        self._last_rate_error = -math.inf
-        self._refusing = False  # closed for a flood: frames still queued are dropped unread
-        self._unavailable_sent = False
-        self._accepted = False
         # daphne's receive is its per-socket queue's `get`: its depth is the backlog of frames
         # this consumer has not read yet (None under servers that hide it).
         inbox = getattr(receive, "__self__", None)
@@ -297,6 +301,8 @@ class GuardedJsonConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_json(content)
 
     def _take(self, key: str, budget: tuple[float, float], now: float) -> bool:
+        if self._buckets is None:
+            self._buckets = {}
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = Bucket(*budget)

@@ -66,6 +66,16 @@ class ChatConsumer(GuardedJsonConsumer):
     quiet_frames = frozenset({"typing"})
     text_caps = {"message": {"content": "MAX_MESSAGE_CHARS"}}
 
+    # Per-socket state, as class defaults until a socket changes it (base.py says why: P4).
+    registry: Registry | None = None
+    worker: asyncio.Task[None] | None = None
+    runs_wanted = 0
+    typing: tuple[bool, float] = (False, -TYPING_REPEAT_SECONDS)
+    last_heartbeat = 0.0
+    # `ws/chat/<conversation_id>` (the earlier service's form) opens that conversation: a
+    # `message` without `conversation_id` goes to it. Another person's id is NOT_FOUND.
+    conversation_id: str | None = None
+
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -78,12 +88,10 @@ class ChatConsumer(GuardedJsonConsumer):
             self._forget()
 
     def _forget(self) -> None:
-        registry = getattr(self, "registry", None)
-        if registry is not None:
-            registry.discard(self)
-        worker = getattr(self, "worker", None)
-        if worker is not None:
-            worker.cancel()  # the slot is released (shielded) as the worker unwinds
+        if self.registry is not None:
+            self.registry.discard(self)
+        if self.worker is not None:
+            self.worker.cancel()  # the slot is released (shielded) as the worker unwinds
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -97,17 +105,11 @@ class ChatConsumer(GuardedJsonConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)  # before accept: the handshake fails
             return
         self.user = user
-        self.registry: Registry | None = None
-        self.worker: asyncio.Task[None] | None = None
-        self.runs_wanted = 0
-        self.typing: tuple[bool, float] = (False, -TYPING_REPEAT_SECONDS)
-        # `ws/chat/<conversation_id>` (the earlier service's form) opens that conversation:
-        # a `message` without `conversation_id` goes to it. Another person's id is NOT_FOUND.
-        self.conversation_id = (
-            self.scope.get("url_route", {}).get("kwargs", {}).get("conversation_id")
-        )
-        if self.conversation_id is not None and not await self._owns_conversation():
-            return
+        conversation_id = self.scope.get("url_route", {}).get("kwargs", {}).get("conversation_id")
+        if conversation_id is not None:
+            self.conversation_id = conversation_id
+            if not await self._owns_conversation():
+                return
         try:
             outcome = await db(services.session_open)(user=user, via="page")
         except GateUnavailable:
@@ -320,7 +322,7 @@ class ChatConsumer(GuardedJsonConsumer):
         Each costs a script and a few reads, so a socket gets at most one a second answered
         (pages send one every 15 s; anything faster is a flood, dropped silently)."""
         now = time.monotonic()
-        if now - getattr(self, "last_heartbeat", 0.0) < HEARTBEAT_MIN_INTERVAL:
+        if now - self.last_heartbeat < HEARTBEAT_MIN_INTERVAL:
             return
         self.last_heartbeat = now
         await self._touch("activity" if content.get("keep") is True else "presence")
