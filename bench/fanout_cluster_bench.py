@@ -19,6 +19,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -137,13 +138,28 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
+def server_side(processes: int) -> str:
+    """From the daphnes' debug logs: how long a big fan-out round took to write, per process
+    (the rest of P3 is the clients reading and the machine's other work)."""
+    totals = []
+    for i in range(processes):
+        for line in (TMP / f"daphne-{i}.log").read_text(errors="replace").splitlines():
+            match = re.search(r"fan-out: \d+ queued, (\d+) frames.*total ([\d.]+) ms", line)
+            if match and int(match.group(1)) >= 1000:
+                totals.append(float(match.group(2)))
+    return (
+        f"all frames of a round written: p50={pct(totals, 50):.0f} max={max(totals or [0]):.0f} ms"
+        f" ({len(totals)} rounds of >= 1,000 frames over {processes} processes)"
+    )
+
+
 def run(args: argparse.Namespace, cookies: list[str]) -> None:
     manager = get_manager()
     for key in manager.client.scan_iter(manager.keys.all_pattern()):
         manager.client.delete(key)
     services.limits_set(actor=None, max_active_sessions=1, disconnect_grace_seconds=3600)
     servers = [
-        start_daphne(TMP / f"daphne-{i}.log", env={"LOG_LEVEL": "WARNING"})
+        start_daphne(TMP / f"daphne-{i}.log", env={"LOG_LEVEL": "DEBUG"})  # fan-out timings
         for i in range(args.processes)
     ]
     urls = [f"ws://127.0.0.1:{port}/ws/chat/" for _, port in servers]
@@ -192,6 +208,7 @@ def run(args: argparse.Namespace, cookies: list[str]) -> None:
             f"rounds ok={len(p3)} incomplete={incomplete}  load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
+        print(f"# server side, {server_side(args.processes)}", flush=True)
     finally:
         for conn in conns:
             with contextlib.suppress(OSError):
