@@ -136,9 +136,7 @@ async def _client(
 def client_main(argv: list[str]) -> None:
     spec = json.loads(argv[0])
     result = asyncio.run(
-        _client(
-            spec["port"], spec["token"], spec["users"], spec["connections"], spec["keep_alive"]
-        )
+        _client(spec["port"], spec["token"], spec["users"], spec["connections"], spec["keep_alive"])
     )
     print(json.dumps(result))
 
@@ -197,7 +195,7 @@ def _start_servers(workers: int, env: dict[str, str]) -> tuple[int, list[subproc
             raise SystemExit("a daphne process exited at start; see /tmp/chatgate-bench-api-*")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 if sock.recv(64).startswith(b"HTTP/1.1"):
                     break
         except OSError:
@@ -209,15 +207,14 @@ def _start_servers(workers: int, env: dict[str, str]) -> tuple[int, list[subproc
 def _profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
     out.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
-    return [
-        subprocess.Popen(
-            [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw",
-             "--rate", "200", "--nonblocking", "--output", str(out / f"daphne-{pid}.txt")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for pid in pids
-    ]
+    spies = []
+    for pid in pids:
+        command = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100"]
+        command += ["--format", "raw", "--output", str(out / f"daphne-{pid}.txt")]
+        spies.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    return spies
 
 
 def _shares(path: Path, top: int = 25) -> None:
@@ -230,7 +227,8 @@ def _shares(path: Path, top: int = 25) -> None:
         total += n
         seen = set()
         for frame in stack.split(";"):
-            name = frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+            function, _, where = frame.partition(" (")
+            name = f"{function} ({where.split(':')[0].rsplit('/', 1)[-1]})"
             if name not in seen:
                 seen.add(name)
                 inclusive[name] += n
@@ -244,9 +242,7 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=int(os.environ.get("CREATES", "3000")))
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", "3")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
-    parser.add_argument(
-        "--connections", type=int, default=int(os.environ.get("CONNECTIONS", "32"))
-    )
+    parser.add_argument("--connections", type=int, default=int(os.environ.get("CONNECTIONS", "32")))
     parser.add_argument("--close", action="store_true", help="one connection per create")
     parser.add_argument("--profile", type=Path, help="py-spy each daphne in round 1 into DIR")
     args = parser.parse_args()
@@ -304,7 +300,8 @@ def main() -> None:
     try:
         for r in range(rounds):
             fresh_gate()
-            open_script, keys, tagged = manager._scripts["open"], manager._script_keys, manager.keys.tagged
+            open_script, keys = manager._scripts["open"], manager._script_keys
+            tagged = manager.keys.tagged
             started = time.perf_counter()
             for i in range(n):
                 open_script(
