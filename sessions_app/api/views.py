@@ -22,7 +22,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -124,7 +124,7 @@ def _pooled_call(view: Handler, request: HttpRequest, kwargs: dict[str, Any]) ->
     return view(request, **kwargs)
 
 
-def pooled(view: Handler) -> Callable[..., Awaitable[HttpResponse]]:
+def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
     """The view as an async view whose body runs on this process's API pool (API_CONCURRENCY
     threads that live as long as the process).
 
