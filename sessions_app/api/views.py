@@ -90,7 +90,10 @@ def bounded(handler: Handler) -> Handler:
             if _entry is None:
                 _entry = threading.BoundedSemaphore(max(1, int(conf.get("API_CONCURRENCY"))))
         with _entry:
-            return handler(request, **kwargs)
+            try:
+                return handler(request, **kwargs)
+            finally:
+                _release_connections()
 
     return wrapper
 
@@ -107,21 +110,32 @@ def _api_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def _fresh_connections() -> None:
-    """What Django does for a request's thread when it ends, for a pool thread that outlives it.
+def _release_connections() -> None:
+    """Closes this thread's database connections before the next request may run.
 
-    A server database's connection is kept or closed by CONN_MAX_AGE and its health checks, as
-    for any request. A SQLite connection is kept while it is clean: a file has nothing to drop,
-    and opening one (with its PRAGMAs) and closing it again cost ~1.3 ms of CPU per request."""
+    Django closes them only when the response has been sent (`request_finished`), and in a burst
+    the event loop sends it long after the view returned: the finished requests' connections
+    piled up past the semaphore (95 idle at once over 4 processes) until PostgreSQL refused
+    more ("sorry, too many clients already") and the gate answered 503. Closing here bounds a
+    process to API_CONCURRENCY connections. A connection inside an atomic block (a test's
+    transaction, a caller's) is left alone: closing it would roll that transaction back.
+
+    A clean SQLite connection is kept: a file has no connection limit, and opening one (with
+    its PRAGMAs) and closing it again cost ~1.3 ms of CPU per request (README, "P9"); on the
+    API pool's threads, which outlive requests, the next request uses it again."""
     for conn in connections.all(initialized_only=True):
+        if conn.in_atomic_block:
+            continue
         if conn.vendor == "sqlite" and conn.connection is not None and conn.get_autocommit():
             continue
         conn.close_if_unusable_or_obsolete()
 
 
 def _pooled_call(view: Handler, request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse:
-    _fresh_connections()
-    return view(request, **kwargs)
+    try:
+        return view(request, **kwargs)
+    finally:
+        _release_connections()
 
 
 def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
