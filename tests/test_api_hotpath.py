@@ -152,3 +152,49 @@ def test_a_pool_thread_keeps_its_sqlite_connection_between_requests() -> None:
         connection_created.disconnect(count)
     # Twelve requests on a few threads: closing after each would have opened twelve.
     assert len(opened) <= len(threads) < 12, "a pool thread opened its connection again"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(180)
+def test_a_token_call_skips_the_page_middlewares_and_keeps_the_safety_ones(
+    tmp_path: Path,
+) -> None:
+    """Through daphne: a token's create is served without the locale, session, CSRF and frame
+    middlewares (no Content-Language, no X-Frame-Options) but keeps the security headers and
+    the host check; a browser's call to the same API still takes the full chain."""
+    import urllib.error
+    import urllib.request
+
+    server = start_daphne(tmp_path)
+    try:
+        owner = get_user_model().objects.create_user("gateway")
+        _row, raw = ApiToken.issue(name="gateway", owner=owner, can_act_for_users=True)
+
+        def call(headers: dict[str, str]) -> tuple[int, Any]:
+            req = urllib.request.Request(
+                f"{server.url}{API}/session/create",
+                data=json.dumps({"user_id": "ada"}).encode(),
+                headers={"Content-Type": "application/json", **headers},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=60) as answer:
+                    return answer.status, answer.headers
+            except urllib.error.HTTPError as error:
+                return error.code, error.headers
+
+        status, headers = call({"Authorization": f"Bearer {raw}"})
+        assert status == 201
+        assert headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware ran
+        assert headers["Content-Language"] is None  # LocaleMiddleware did not
+        assert headers["X-Frame-Options"] is None  # nor the frame middleware
+
+        status, headers = call({"Authorization": f"Bearer {raw}", "Host": "evil.example"})
+        assert status == 400, "the host check (CommonMiddleware) must still run"
+
+        status, headers = call({})  # no token: the full chain answers (a 401 in JSON)
+        assert status == 401
+        assert headers["Content-Language"] is not None
+        assert headers["X-Frame-Options"] == "DENY"
+    finally:
+        server.stop()
