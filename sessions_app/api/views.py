@@ -222,6 +222,12 @@ ETA_RATE_SECONDS = 1.0
 _departure_rate: tuple[float, float] = (0.0, 0.0)
 
 
+def eta_cache_forget() -> None:
+    """Forgets the shared departure-rate reading (tests that set up departures of their own)."""
+    global _departure_rate
+    _departure_rate = (0.0, 0.0)
+
+
 def _eta(position: int) -> int | None:
     global _departure_rate
     expires, rate = _departure_rate
