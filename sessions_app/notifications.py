@@ -89,6 +89,24 @@ class _Sender:
             self._scheduled.discard(group)
         await self._send(group, message)
 
+    def submit_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """Many notices as one task: in order per group, at most SEND_CONCURRENCY at a time
+        (a batch of hundreds sent at once would exhaust the channel layer's Redis pool)."""
+        future = asyncio.run_coroutine_threadsafe(self._send_many(sends), self._get_loop())
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    async def _send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        chunk: list[tuple[str, dict[str, Any]]] = []
+        for group, message in [*sends, ("", {})]:
+            # A group already in the chunk waits for the next one, so its notices keep order.
+            if not group or len(chunk) >= SEND_CONCURRENCY or any(g == group for g, _ in chunk):
+                await asyncio.gather(*(self._send(g, m) for g, m in chunk))
+                chunk = []
+            if group:
+                chunk.append((group, message))
+
     @staticmethod
     async def _send(group: str, message: dict[str, Any]) -> None:
         layer = get_channel_layer()
@@ -106,6 +124,8 @@ class _Sender:
         concurrent.futures.wait(pending, timeout=timeout)
 
 
+# Notices of one batch in flight at once: well under the channel layer's pool size.
+SEND_CONCURRENCY = 32
 _sender = _Sender()
 
 
@@ -152,14 +172,34 @@ def banner_changed(message: str) -> None:
 
 
 def gate_changes(
-    *, activated: list[str], closed: dict[str, str], note: str = "", queue_moved: bool = True
+    *,
+    activated: list[str],
+    closed: dict[str, str],
+    note: str = "",
+    queue_moved: bool = True,
+    notes: dict[str, str] | None = None,
 ) -> None:
     """One batch of transitions: tell each person concerned, then every process once if
-    queued people's places moved (else only the consoles, whose counts changed)."""
-    for session_id in activated:
-        session_activated(session_id)
-    for session_id, reason in closed.items():
-        session_closed(session_id, reason, note)
+    queued people's places moved (else only the consoles, whose counts changed). `notes`
+    gives a closed session its own note (the journal's batches mix them)."""
+    notes = notes or {}
+    sends: list[tuple[str, dict[str, Any]]] = [
+        (session_group(sid), {"type": "session.activated", "session_id": sid}) for sid in activated
+    ]
+    sends += [
+        (
+            session_group(sid),
+            {
+                "type": "session.closed",
+                "session_id": sid,
+                "reason": reason,
+                "note": notes.get(sid, note),
+            },
+        )
+        for sid, reason in closed.items()
+    ]
+    if sends:
+        _sender.submit_many(sends)
     if queue_moved:
         queue_changed()
     else:
