@@ -39,9 +39,10 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Field
 
 from sessions_app import conf, notifications
 from sessions_app.gate.admission import get_manager, redis_errors
@@ -103,6 +104,28 @@ def _trim(last_id: str) -> None:
     manager = get_manager()
     with redis_errors():
         manager.client.xtrim(manager.keys.journal, minid=f"{ms}-{int(seq) + 1}")
+
+
+def _update_rows(rows: list[ChatSession]) -> None:
+    """One UPDATE statement run for many rows (executemany). `bulk_update` builds a CASE of
+    one Q per row and field: measured 27 s of ORM work for 4,000 entries, which is the
+    writer's whole budget."""
+    meta = ChatSession._meta
+    fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in _FIELDS]
+    pk = cast("Field[Any, Any]", meta.pk)
+    quote = connection.ops.quote_name
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(
+        quote(meta.db_table),
+        ", ".join(f"{quote(str(f.column))} = %s" for f in fields),
+        quote(str(pk.column)),
+    )
+    params = [
+        [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+        + [pk.get_db_prep_save(row.pk, connection)]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _apply(entries: list[dict[str, str]]) -> Callable[[], None]:
@@ -173,7 +196,7 @@ def _apply(entries: list[dict[str, str]]) -> Callable[[], None]:
                 closed[sid] = (e["r"], e.get("n", ""))
                 queue_moved = queue_moved or e.get("p") == "queued"
         if dirty:
-            ChatSession.objects.bulk_update(list(dirty.values()), fields=list(_FIELDS))
+            _update_rows(list(dirty.values()))
 
     def notify() -> None:
         if entries:
