@@ -90,9 +90,10 @@ def start_server() -> Cluster:
                 f"-k {workdir}",
                 f"-p {cluster.port}",
                 "-c listen_addresses=127.0.0.1",
-                # The multi-process tests run 4 daphne processes, each with a thread pool
-                # holding its own connections, beside pytest's own.
-                "-c max_connections=300",
+                # The multi-process tests run 4 daphne processes, each holding at most
+                # API_CONCURRENCY connections at once (api.views.bounded), beside pytest's own.
+                # DEVPOSTGRES_MAX_CONNECTIONS lowers it to show that bound holds.
+                f"-c max_connections={os.environ.get('DEVPOSTGRES_MAX_CONNECTIONS', '300')}",
                 # Nothing here must survive a crash: skip every flush to disk.
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             ]

@@ -7,6 +7,7 @@ Redis). `browser` launches Debian's Chromium through Playwright (never a downloa
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import socket
@@ -47,6 +48,12 @@ class DaphneServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def errors(self, limit: int = 3) -> list[str]:
+        """The most frequent error lines of the log, for an assertion's message: a CI run keeps
+        the test's output but not the servers' logs."""
+        lines = [ln for ln in self.log().splitlines() if "Error:" in ln or "FATAL" in ln]
+        return [f"{n} x {ln[:300]}" for ln, n in collections.Counter(lines).most_common(limit)]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
@@ -84,9 +85,26 @@ def bounded(handler: Handler) -> Handler:
             if _entry is None:
                 _entry = threading.BoundedSemaphore(max(1, int(conf.get("API_CONCURRENCY"))))
         with _entry:
-            return handler(request, **kwargs)
+            try:
+                return handler(request, **kwargs)
+            finally:
+                _release_connections()
 
     return wrapper
+
+
+def _release_connections() -> None:
+    """Closes this thread's database connections before the next request may run.
+
+    Django closes them only when the response has been sent (`request_finished`), and in a burst
+    the event loop sends it long after the view returned: the finished requests' connections
+    piled up past the semaphore (95 idle at once over 4 processes) until PostgreSQL refused
+    more ("sorry, too many clients already") and the gate answered 503. Closing here bounds a
+    process to API_CONCURRENCY connections. A connection inside an atomic block (a test's
+    transaction, a caller's) is left alone: closing it would roll that transaction back."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 # --- parsing -----------------------------------------------------------------------------------
