@@ -13,9 +13,11 @@ import atexit
 import concurrent.futures
 import logging
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +100,9 @@ class _Sender:
         future.add_done_callback(self._done)
 
     async def _send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        listening = await _groups_listening({group for group, _ in sends})
         chunk: list[tuple[str, dict[str, Any]]] = []
-        for group, message in [*sends, ("", {})]:
+        for group, message in [*[(g, m) for g, m in sends if g in listening], ("", {})]:
             # A group already in the chunk waits for the next one, so its notices keep order.
             if not group or len(chunk) >= SEND_CONCURRENCY or any(g == group for g, _ in chunk):
                 await asyncio.gather(*(self._send(g, m) for g, m in chunk))
@@ -122,6 +125,33 @@ class _Sender:
         with self._lock:
             pending = list(self._pending)
         concurrent.futures.wait(pending, timeout=timeout)
+
+
+async def _groups_listening(groups: set[str]) -> set[str]:
+    """The groups that have a member, in one pipelined look per Redis host: most seats of a
+    batch have no open socket (API clients, pages already gone), and a `group_send` to an empty
+    group still costs two round trips and most of the journal writer's CPU. A socket that joins
+    after this look reads its state on connecting, as it does after any missed push."""
+    layer = get_channel_layer()
+    if not isinstance(layer, RedisChannelLayer) or not groups:
+        return groups
+    try:
+        by_host: dict[int, list[str]] = {}
+        for group in groups:
+            by_host.setdefault(layer.consistent_hash(group), []).append(group)
+        # group_send drops members older than group_expiry first; those do not count.
+        floor = f"({int(time.time()) - layer.group_expiry}"
+        listening: set[str] = set()
+        for index, names in by_host.items():
+            pipe = layer.connection(index).pipeline(transaction=False)
+            for name in names:
+                pipe.zcount(layer._group_key(name), floor, "+inf")
+            counts = await pipe.execute()
+            listening.update(name for name, n in zip(names, counts, strict=True) if n)
+        return listening
+    except Exception:  # cannot look: send them all, as before the look existed
+        logger.warning("could not look up group members; sending to all", exc_info=True)
+        return groups
 
 
 # Notices of one batch in flight at once: well under the channel layer's pool size.
