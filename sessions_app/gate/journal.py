@@ -2,7 +2,8 @@
 
 Every Lua transition appends what it changed to one Redis stream (`keys.journal`), in the same
 script as the change: `o` a session opened (with the state it starts in, who, how, the first
-caller's reference), `a` one was admitted, `c` one ended (reason, state before, staff note).
+caller's reference), `a` one was admitted, `c` one ended (reason, state before, staff note),
+each one JSON array (lua/_lib.lua).
 The change and its entry therefore exist together or not at all. This module writes the
 entries to `ChatSession` in batches, one transaction per batch, and sends the notices they
 imply after that commit, so the request that made a change does not wait for the database.
@@ -33,6 +34,7 @@ made the change writes it before returning, as before the journal. Code that nee
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -91,11 +93,24 @@ def _session_id(value: str) -> uuid.UUID | None:
         return None
 
 
+# The names of an entry's values by kind (lua/_lib.lua `journal`), for the code below.
+_SHAPES = {
+    "o": ("id", "u", "s", "l", "t", "v", "r", "at"),
+    "a": ("id", "ov", "at"),
+    "c": ("id", "r", "p", "at", "n"),
+}
+
+
+def _entry(raw: Any) -> dict[str, str]:
+    kind, *values = json.loads(raw)
+    return {"e": kind, **dict(zip(_SHAPES.get(kind, ()), map(str, values), strict=False))}
+
+
 def _read(limit: int) -> list[tuple[str, dict[str, str]]]:
     manager = get_manager()
     with redis_errors():
         raw: Any = manager.client.xrange(manager.keys.journal, "-", "+", count=limit)
-    return [(_text(eid), {_text(k): _text(v) for k, v in f.items()}) for eid, f in raw]
+    return [(_text(eid), _entry(fields[b"j"])) for eid, fields in raw]
 
 
 def _trim(last_id: str) -> None:

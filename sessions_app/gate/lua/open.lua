@@ -54,8 +54,7 @@ local has_seat = CFG.paused ~= 1 and redis.call('ZCARD', K_QUEUE) == 0
                  and redis.call('ZCARD', K_ACTIVE) < CFG.max_active
 -- One journal entry for the record's row, with the state it starts in.
 local function journal_open(state)
-  journal('e', 'o', 'id', new_id, 'u', user, 's', state, 'l', lane, 't', ticket, 'v', via,
-          'r', ref, 'at', WALL)
+  journal({'o', new_id, user, state, lane, ticket, via, ref, WALL})
 end
 if has_seat then
   activate(new_id, false, true)
