@@ -269,3 +269,23 @@ def test_without_a_writer_each_server_process_writes_what_waited_too_long(
     else:
         raise AssertionError("the backup did not write the record within 30 s")
     assert ChatSession.objects.get(id=seat.session_id).state == "active"
+
+
+def test_entries_written_inside_a_transaction_that_rolls_back_stay_in_the_journal(
+    background: None,
+) -> None:
+    """A flush inside a caller's transaction (a question with a file asks inside one) trims
+    nothing until it commits: rolled back, the entries are still there for the next flush."""
+    from django.db import transaction
+
+    (person,) = people(1)
+    seat = services.session_open(user=person, via="api")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        journal.flush()
+        assert ChatSession.objects.filter(id=seat.session_id).exists()
+        raise RuntimeError("the caller fails after the flush")
+    assert not ChatSession.objects.filter(id=seat.session_id).exists()
+    assert journal.pending() == 1
+    journal.flush()
+    assert ChatSession.objects.get(id=seat.session_id).state == "active"
+    assert journal.pending() == 0

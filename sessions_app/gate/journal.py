@@ -225,26 +225,33 @@ def _apply(entries: list[dict[str, str]]) -> Callable[[], None]:
     return notify
 
 
-_flush_lock = threading.Lock()
-
-
 def flush() -> int:
     """Writes everything journalled so far to the record; returns how many entries it read.
 
-    Safe to call from any thread or process at any time (see the module's promises)."""
+    Safe to call from any thread or process at any time (see the module's promises). No lock
+    is taken: a caller may already hold a write transaction (SQLite's are immediate), and a
+    lock held by a flush waiting for that transaction would deadlock; two flushes at once only
+    repeat each other's harmless work."""
     done = 0
-    with _flush_lock:  # one flush at a time per process: the others would only repeat it
-        while True:
-            batch = _read(BATCH)
-            if not batch:
-                return done
-            notify = _apply([fields for _, fields in batch])
-            _trim(batch[-1][0])
-            # At once outside a transaction; inside a caller's, only if it commits.
-            transaction.on_commit(notify)
-            done += len(batch)
-            if len(batch) < BATCH:
-                return done
+    nested = connection.in_atomic_block
+    while True:
+        batch = _read(BATCH)
+        if not batch:
+            return done
+        notify = _apply([fields for _, fields in batch])
+        last = batch[-1][0]
+
+        def committed(last: str = last, notify: Callable[[], None] = notify) -> None:
+            _trim(last)
+            notify()
+
+        # Trimmed (and people told) only once the rows are committed: at once outside a
+        # transaction; inside a caller's, when it commits. If it rolls back, the entries stay
+        # for the next flush, which is also why a flush inside one makes a single pass.
+        transaction.on_commit(committed)
+        done += len(batch)
+        if nested or len(batch) < BATCH:
+            return done
 
 
 def ensure_recorded(session_id: str) -> None:
