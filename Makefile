@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck pytest pytest-postgres browser-deps server-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory clean
+.PHONY: install run test lint typecheck pytest pytest-postgres browser-deps server-deps bench bench-fanout bench-history bench-handoff bench-presence bench-memory bench-api clean
 
 install: $(STAMP)
 
@@ -91,6 +91,9 @@ bench-presence: install
 
 bench-memory: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/memory_bench.py
+
+bench-api: install
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/api_create_bench.py --creates $${CREATES:-3000} --workers $${WORKERS:-2} --connections $${CONNECTIONS:-32}
 
 bench-history: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/history_cache_bench.py

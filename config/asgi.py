@@ -19,6 +19,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 # (SERVE_STATIC=0), so `make run` needs nothing else.
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
 
+from sessions_app.api.lean import LeanApiRouter  # noqa: E402
+
+# A service token's v1 session calls skip the page middlewares (sessions_app/api/lean.py).
+routed_http = LeanApiRouter(http_app)
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -30,7 +35,7 @@ from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 sockets = URLRouter(websocket_urlpatterns)
 application = ProtocolTypeRouter(
     {
-        "http": http_app,
+        "http": routed_http,
         # A chat handshake with an API token (programs) skips the Origin check and the cookie;
         # token_auth.py says why that is safe. Everything else: Origin check, then cookie.
         "websocket": TokenAuthMiddleware(

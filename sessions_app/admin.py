@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy
 from sessions_app import exports
 from sessions_app.admin_base import ReadOnlyAdmin, SingleRowSettingsAdmin, TitledAdmin
 from sessions_app.alerts import alert_thresholds_set
+from sessions_app.api.auth import token_cache_forget
 from sessions_app.chat import admin as chat_admin  # noqa: F401  (conversations, messages)
 from sessions_app.chat import attachments_admin  # noqa: F401  (attachments)
 from sessions_app.forms import CloseForm
@@ -348,6 +349,7 @@ class ApiTokenAdmin(TitledAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         live = list(queryset.filter(revoked_at__isnull=True))
         queryset.filter(pk__in=[t.pk for t in live]).update(revoked_at=timezone.now())
+        token_cache_forget()  # this process stops accepting them at once (api/auth.py)
         for token in live:
             services.audit(actor=request.user, action="token.revoke", target=token.name)
         self.message_user(request, _("%(n)d token(s) revoked.") % {"n": len(live)})

@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     # Requests of the v1 session API that run at once per process; the rest wait their turn
     # (api/views.py). Bounds threads wanting Redis and database connections in a burst.
     "API_CONCURRENCY": 16,
+    # How long a process trusts a service token it has looked up (api/auth.py): a revoke is
+    # seen at once by the process that made it, by the others within this many seconds.
+    "API_TOKEN_CACHE_SECONDS": 5,
     "METRICS_TOKEN": "",
     "METRICS_ALLOWED_IPS": ["127.0.0.1", "::1"],
     "METRICS_RETENTION_SECONDS": 24 * 3600,

@@ -17,6 +17,8 @@ import pytest
 import redis
 from channels.layers import channel_layers
 
+from sessions_app.api.auth import token_cache_forget
+from sessions_app.api.views import eta_cache_forget
 from sessions_app.gate import admission, services
 from sessions_app.gate.admission import AdmissionManager
 from sessions_app.gate.keys import RedisKeys
@@ -114,6 +116,8 @@ def clean_redis(redis_url: str) -> Iterator[None]:
     client.close()
     admission.reset_manager()
     services.forget_priority_holders()  # primary keys are reused between tests
+    token_cache_forget()  # so are tokens' rows: a cached one would outlive its test's database
+    eta_cache_forget()  # a departure rate read in the previous test is not this test's
     # channels-redis binds its receive lock to the event loop that first used it; every async
     # test has a loop of its own, so each test gets fresh channel-layer objects.
     channel_layers.backends.clear()

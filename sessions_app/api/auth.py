@@ -16,6 +16,8 @@ Two ways in, never mixed in one request:
 from __future__ import annotations
 
 import re
+import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +31,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
+from sessions_app import conf
 from sessions_app.api.errors import ApiError, bad_request, forbidden, not_found
 from sessions_app.models import ApiToken, hash_token
 
@@ -95,6 +98,41 @@ def _enforce_csrf(request: HttpRequest) -> None:
         )
 
 
+# hash -> (monotonic expiry, the token row with its owner). A gateway sends the same token on
+# every call: looking it up is a SQL join per request (the P9 profile, README), while what it
+# says changes only when staff revoke it or deactivate its owner. Revoking through
+# `api_token_revoke` or the admin forgets this process's cache at once; other processes stop
+# accepting the token within API_TOKEN_CACHE_SECONDS.
+_token_cache: dict[str, tuple[float, ApiToken]] = {}
+_token_cache_lock = threading.Lock()
+TOKEN_CACHE_MAX = 1000  # a handful of gateways in practice; the bound only stops a flood
+
+
+def token_cache_forget() -> None:
+    """Forgets every cached token (call after revoking one, or deactivating an owner)."""
+    with _token_cache_lock:
+        _token_cache.clear()
+
+
+def _token_row(token_hash: str) -> ApiToken | None:
+    ttl = float(conf.get("API_TOKEN_CACHE_SECONDS"))
+    now = time.monotonic()
+    if ttl > 0:
+        with _token_cache_lock:
+            cached = _token_cache.get(token_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+    token = ApiToken.objects.select_related("owner").filter(token_hash=token_hash).first()
+    # Only good tokens are kept: an unknown or revoked one is asked again every time, so a
+    # token issued a moment ago works at once and a flood of bad ones cannot fill the cache.
+    if ttl > 0 and token is not None and token.is_active and token.owner.is_active:
+        with _token_cache_lock:
+            if len(_token_cache) >= TOKEN_CACHE_MAX:
+                _token_cache.clear()
+            _token_cache[token_hash] = (now + ttl, token)
+    return token
+
+
 def _token_caller(header: str) -> Caller:
     scheme, _, raw = header.strip().partition(" ")
     raw = raw.strip()
@@ -105,7 +143,7 @@ def _token_caller(header: str) -> Caller:
             "Unsupported Authorization header: send `Authorization: Bearer <token>`.",
             headers=BEARER_CHALLENGE,
         )
-    token = ApiToken.objects.select_related("owner").filter(token_hash=hash_token(raw)).first()
+    token = _token_row(hash_token(raw))
     if token is None or not token.is_active:
         raise ApiError(
             401,
@@ -124,6 +162,7 @@ def _token_caller(header: str) -> Caller:
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now  # the cached row too, or every request would write again
     return Caller(user=token.owner, token=token)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from sessions_app.api.auth import token_cache_forget
 from sessions_app.gate.services import audit
 
 
@@ -37,4 +38,5 @@ def api_token_revoke(*, token_id: int, actor: Any) -> bool:
         )
         if changed:
             audit(actor=actor, action="token.revoke", target=str(token_id))
+    token_cache_forget()
     return bool(changed)

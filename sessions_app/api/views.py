@@ -17,13 +17,18 @@ let clients make identifiers up, which let one client guess another's). The gate
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
@@ -93,6 +98,18 @@ def bounded(handler: Handler) -> Handler:
     return wrapper
 
 
+_pool: ThreadPoolExecutor | None = None
+
+
+def _api_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _entry_made:
+        if _pool is None:
+            workers = max(1, int(conf.get("API_CONCURRENCY")))
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api")
+    return _pool
+
+
 def _release_connections() -> None:
     """Closes this thread's database connections before the next request may run.
 
@@ -101,10 +118,46 @@ def _release_connections() -> None:
     piled up past the semaphore (95 idle at once over 4 processes) until PostgreSQL refused
     more ("sorry, too many clients already") and the gate answered 503. Closing here bounds a
     process to API_CONCURRENCY connections. A connection inside an atomic block (a test's
-    transaction, a caller's) is left alone: closing it would roll that transaction back."""
+    transaction, a caller's) is left alone: closing it would roll that transaction back.
+
+    A clean SQLite connection is kept: a file has no connection limit, and opening one (with
+    its PRAGMAs) and closing it again cost ~1.3 ms of CPU per request (README, "P9"); on the
+    API pool's threads, which outlive requests, the next request uses it again."""
     for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
+        if conn.in_atomic_block:
+            continue
+        if conn.vendor == "sqlite" and conn.connection is not None and conn.get_autocommit():
+            continue
+        conn.close_if_unusable_or_obsolete()
+
+
+def _pooled_call(view: Handler, request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse:
+    try:
+        return view(request, **kwargs)
+    finally:
+        _release_connections()
+
+
+def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
+    """The view as an async view whose body runs on this process's API pool (API_CONCURRENCY
+    threads that live as long as the process).
+
+    Django's ASGI handler runs a sync view in a new thread per request, which opens a database
+    connection of its own and closes it at the end: at the P9 benchmark's burst that was most
+    of a create's CPU outside the services (README, "P9"). Requests beyond the pool's size wait
+    in its queue, which costs no thread at all. Outside ASGI (the test client, a WSGI server)
+    the view runs as Django would run it."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if isinstance(request, ASGIRequest):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_api_pool(), _pooled_call, view, request, kwargs)
+        response: HttpResponse = await sync_to_async(view, thread_sensitive=True)(request, **kwargs)
+        return response
+
+    return wrapper
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -162,8 +215,27 @@ def _live_session_of(subject: Any) -> str:
     return session_id
 
 
+# (monotonic expiry, departures per second). The rate is an estimate over recent departures
+# that costs three Redis round trips to compute; a burst of creates asked it once each (the P9
+# profile, README). Every answer within a second shares one reading.
+ETA_RATE_SECONDS = 1.0
+_departure_rate: tuple[float, float] = (0.0, 0.0)
+
+
+def eta_cache_forget() -> None:
+    """Forgets the shared departure-rate reading (tests that set up departures of their own)."""
+    global _departure_rate
+    _departure_rate = (0.0, 0.0)
+
+
 def _eta(position: int) -> int | None:
-    return eta.eta_seconds(position, selectors.departure_rate())
+    global _departure_rate
+    expires, rate = _departure_rate
+    now = time.monotonic()
+    if expires <= now:
+        rate = selectors.departure_rate()
+        _departure_rate = (now + ETA_RATE_SECONDS, rate)
+    return eta.eta_seconds(position, rate)
 
 
 # --- endpoints ---------------------------------------------------------------------------------
@@ -327,9 +399,9 @@ def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
     raise not_found(f"No API endpoint at {request.path}; see /api/v1/openapi.json.")
 
 
-create_view = endpoint(POST=bounded(session_create))
-close_view = endpoint(DELETE=bounded(session_close))
-position_view = endpoint(GET=bounded(session_position))
-status_view = endpoint(GET=bounded(gate_status))
-cleanup_view = endpoint(POST=bounded(gate_cleanup))
+create_view = pooled(endpoint(POST=bounded(session_create)))
+close_view = pooled(endpoint(DELETE=bounded(session_close)))
+position_view = pooled(endpoint(GET=bounded(session_position)))
+status_view = pooled(endpoint(GET=bounded(gate_status)))
+cleanup_view = pooled(endpoint(POST=bounded(gate_cleanup)))
 openapi_view = endpoint(GET=openapi)
