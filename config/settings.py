@@ -374,6 +374,9 @@ CHATGATE = {
     "METRICS_ALLOWED_IPS": env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]),
     "METRICS_RETENTION_SECONDS": env_int("METRICS_RETENTION_SECONDS", 24 * 3600),
     "HISTORY_CACHE_SECONDS": env_int("HISTORY_CACHE_SECONDS", 300),
+    # Tests read the record right after a service call: there it is written before returning.
+    "JOURNAL_FLUSH": os.environ.get("JOURNAL_FLUSH", "inline" if TESTING else "background"),
+    "JOURNAL_STALE_MS": env_int("JOURNAL_STALE_MS", 2000),
     "MAX_UPLOAD_BYTES": env_int("CHATGATE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": env_int("CHATGATE_MAX_IMAGE_PIXELS", 40_000_000),
     "ATTACHMENT_TEXT_CHARS": env_int("CHATGATE_ATTACHMENT_TEXT_CHARS", 20_000),

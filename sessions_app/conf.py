@@ -67,6 +67,13 @@ DEFAULTS: dict[str, Any] = {
     # How long the newest page of a conversation is kept in Redis (chat/history_cache.py);
     # every write invalidates it at once, so this only bounds memory. 0 turns the cache off.
     "HISTORY_CACHE_SECONDS": 300,
+    # Who writes the journal of session changes to the SQL record (gate/journal.py):
+    # "background" (a thread per process, off the request path) or "inline" (the service that
+    # made the change, before it returns: tests and one-off commands).
+    "JOURNAL_FLUSH": "background",
+    # How long a journal entry may wait before a server process writes it itself, because the
+    # sweeper's writer is not doing so (not running, or stuck).
+    "JOURNAL_STALE_MS": 2000,
 }
 
 # Sane upper bounds for values staff may set live (validated by GateSettings and set_limits).

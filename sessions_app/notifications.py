@@ -13,9 +13,11 @@ import atexit
 import concurrent.futures
 import logging
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,25 @@ class _Sender:
             self._scheduled.discard(group)
         await self._send(group, message)
 
+    def submit_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """Many notices as one task: in order per group, at most SEND_CONCURRENCY at a time
+        (a batch of hundreds sent at once would exhaust the channel layer's Redis pool)."""
+        future = asyncio.run_coroutine_threadsafe(self._send_many(sends), self._get_loop())
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    async def _send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        listening = await _groups_listening({group for group, _ in sends})
+        chunk: list[tuple[str, dict[str, Any]]] = []
+        for group, message in [*[(g, m) for g, m in sends if g in listening], ("", {})]:
+            # A group already in the chunk waits for the next one, so its notices keep order.
+            if not group or len(chunk) >= SEND_CONCURRENCY or any(g == group for g, _ in chunk):
+                await asyncio.gather(*(self._send(g, m) for g, m in chunk))
+                chunk = []
+            if group:
+                chunk.append((group, message))
+
     @staticmethod
     async def _send(group: str, message: dict[str, Any]) -> None:
         layer = get_channel_layer()
@@ -106,6 +127,35 @@ class _Sender:
         concurrent.futures.wait(pending, timeout=timeout)
 
 
+async def _groups_listening(groups: set[str]) -> set[str]:
+    """The groups that have a member, in one pipelined look per Redis host: most seats of a
+    batch have no open socket (API clients, pages already gone), and a `group_send` to an empty
+    group still costs two round trips and most of the journal writer's CPU. A socket that joins
+    after this look reads its state on connecting, as it does after any missed push."""
+    layer = get_channel_layer()
+    if not isinstance(layer, RedisChannelLayer) or not groups:
+        return groups
+    try:
+        by_host: dict[int, list[str]] = {}
+        for group in groups:
+            by_host.setdefault(layer.consistent_hash(group), []).append(group)
+        # group_send drops members older than group_expiry first; those do not count.
+        floor = f"({int(time.time()) - layer.group_expiry}"
+        listening: set[str] = set()
+        for index, names in by_host.items():
+            pipe = layer.connection(index).pipeline(transaction=False)
+            for name in names:
+                pipe.zcount(layer._group_key(name), floor, "+inf")
+            counts = await pipe.execute()
+            listening.update(name for name, n in zip(names, counts, strict=True) if n)
+        return listening
+    except Exception:  # cannot look: send them all, as before the look existed
+        logger.warning("could not look up group members; sending to all", exc_info=True)
+        return groups
+
+
+# Notices of one batch in flight at once: well under the channel layer's pool size.
+SEND_CONCURRENCY = 32
 _sender = _Sender()
 
 
@@ -152,14 +202,34 @@ def banner_changed(message: str) -> None:
 
 
 def gate_changes(
-    *, activated: list[str], closed: dict[str, str], note: str = "", queue_moved: bool = True
+    *,
+    activated: list[str],
+    closed: dict[str, str],
+    note: str = "",
+    queue_moved: bool = True,
+    notes: dict[str, str] | None = None,
 ) -> None:
     """One batch of transitions: tell each person concerned, then every process once if
-    queued people's places moved (else only the consoles, whose counts changed)."""
-    for session_id in activated:
-        session_activated(session_id)
-    for session_id, reason in closed.items():
-        session_closed(session_id, reason, note)
+    queued people's places moved (else only the consoles, whose counts changed). `notes`
+    gives a closed session its own note (the journal's batches mix them)."""
+    notes = notes or {}
+    sends: list[tuple[str, dict[str, Any]]] = [
+        (session_group(sid), {"type": "session.activated", "session_id": sid}) for sid in activated
+    ]
+    sends += [
+        (
+            session_group(sid),
+            {
+                "type": "session.closed",
+                "session_id": sid,
+                "reason": reason,
+                "note": notes.get(sid, note),
+            },
+        )
+        for sid, reason in closed.items()
+    ]
+    if sends:
+        _sender.submit_many(sends)
     if queue_moved:
         queue_changed()
     else:

@@ -24,6 +24,7 @@ from sessions_app.chat.conversations import (
     conversation_create,
     conversation_get,
 )
+from sessions_app.gate.journal import ensure_recorded
 from sessions_app.gate.services import NotActive, session_touch
 from sessions_app.models import ChatMessage, Conversation
 from sessions_app.models.conversations import title_from_question
@@ -51,6 +52,8 @@ def _require_active(seat_id: str) -> None:
     """Counts as chat activity; raises NotActive unless the seat is active."""
     if session_touch(session_id=seat_id, kind="activity").state != "active":
         raise NotActive(seat_id)
+    # The message will point at the seat's row, which may still be on its way (journal).
+    ensure_recorded(seat_id)
 
 
 def _message_of(owner: Any, message_id: object) -> Any:

@@ -218,6 +218,7 @@ class AdmissionManager:
             k.slot_waiters,
             k.departures,
             k.waits,
+            k.journal,
         ]
 
     def _run(self, name: str, *args: Any, now: float | None = None) -> Any:
@@ -269,12 +270,13 @@ class AdmissionManager:
         *,
         reason: str,
         only_if_state: str = "",
+        note: str = "",
         now: float | None = None,
     ) -> CloseResult:
         if reason not in CLOSE_REASONS:
             raise ValueError(f"unknown close reason {reason!r}")
         previous, promoted, expired, abandoned, refused = self._run(
-            "close", session_id, reason, only_if_state, now=now
+            "close", session_id, reason, only_if_state, note[:300], now=now
         )
         return CloseResult(
             closed=bool(previous),

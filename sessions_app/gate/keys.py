@@ -21,6 +21,8 @@ build the per-session and per-user keys from it with exactly the names below (`s
 | departures | list       | times of recent departures from the active set (for ETAs)       |
 | waits      | list       | recent queue waits in seconds (for the console's percentiles)   |
 | slotfree   | channel    | pub/sub: "a slot was freed" wake-ups for waiting queries        |
+| journal    | stream     | session changes not yet written to the SQL record (journal.py)  |
+| journal:lock | string   | who is writing the journal to SQL now (token, short expiry)     |
 
 Departure from DESIGN.md §2: `active` scores are the time of last activity, not the idle
 deadline, so that a live change of the idle timeout applies at once to everyone.
@@ -90,6 +92,14 @@ class RedisKeys:
     @property
     def waits(self) -> str:
         return self._key("waits")
+
+    @property
+    def journal(self) -> str:
+        return self._key("journal")
+
+    @property
+    def journal_lock(self) -> str:
+        return self._key("journal:lock")
 
     @property
     def reconciled(self) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from sessions_app.gate import journal
 from sessions_app.gate.admission import get_manager
-from sessions_app.gate.services import _record_changes, limits_push
+from sessions_app.gate.services import limits_push, record_lost
 from sessions_app.models import ChatSession, GateSettings
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
     from django.contrib.auth import get_user_model
 
     manager = get_manager()
+    # The record first catches up with what Redis journalled, or every change still on its way
+    # would look like a disagreement.
+    journal.flush()
     # Indexes before hashes: a session opened after this read is not in `indexed`, so a
     # just-opened session can never look like a stray index entry.
     indexed = set(manager.queue_order()) | {sid for sid, _ in manager.active_with_activity()}
@@ -140,6 +144,9 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
         if (info_now := manager.session_info(sid)) is not None and info_now.state == state
     ]
     now = timezone.now()
+    # Again: sessions opened since the first look have rows on their way in the journal, with
+    # what their callers sent; a row made up here from Redis would lack their reference.
+    journal.flush()
 
     def when(seconds: float | None) -> Any:
         return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
@@ -170,8 +177,10 @@ def sessions_reconcile(*, dry_run: bool = False) -> ReconcileResult:
                 closed_at=None,
                 close_reason="",
             )
-        closed = dict.fromkeys(still_lost + dangling + orphaned, ChatSession.Reason.LOST.value)
-        _record_changes(promoted=promoted, closed=closed)
+    # Orphans' closes and the promotions were journalled by their scripts; rows Redis has
+    # nothing of are closed here.
+    journal.after_transition()
+    record_lost(still_lost + dangling)
     if limits_restored:
         # After a Redis loss the live limits are gone (the admitting scripts refuse until
         # they are back): put the recorded ones back even if nothing above ran a script.

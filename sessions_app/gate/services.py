@@ -2,8 +2,9 @@
 
 Consumers, views, the API, admin actions and management commands all call these functions; none
 of them touches admission state or the session record directly. The order matters: Redis is the
-live truth, so its transition decides what happened; the SQL record follows in one transaction,
-and people are notified only after that transaction commits.
+live truth, so its transition decides what happened and journals it in the same script; the SQL
+record follows from the journal in batched transactions (gate/journal.py), and people are
+notified only after the transaction that recorded their change commits.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app import notifications
+from sessions_app.gate import journal
 from sessions_app.gate.admission import (
     CloseResult,
     GateUnavailable,
@@ -86,56 +88,25 @@ def lane_for(user: Any) -> str:
 
 
 # --- the SQL record of what Redis decided ------------------------------------------------------
+# Every transition script journals its changes (gate/journal.py); `journal.after_transition()`
+# writes them to the record and sends the notices, at once ("inline") or from the process's
+# flusher thread ("background"), so a request does not wait for the database.
 
 
-def _record_changes(
-    *,
-    promoted: Sequence[str] = (),
-    closed: dict[str, str] | None = None,
-    note: str = "",
-    queue_moved: bool = False,
-) -> None:
-    """Writes promotions and closings to the record, then notifies after commit.
-
-    Queued people are told only when their places moved (`queue_moved`, or anyone promoted or
-    closed); otherwise only the consoles hear of it (their counts changed)."""
-    closed = closed or {}
-    # Abandoned sessions may have been queued; promotions always move the queue.
-    queue_moved = queue_moved or bool(promoted) or "abandoned" in closed.values()
-    if not promoted and not closed:
-        transaction.on_commit(
-            notifications.queue_changed if queue_moved else notifications.console_changed
-        )
+def record_lost(session_ids: Sequence[str]) -> None:
+    """Closes as `lost` record rows whose sessions Redis no longer holds (reconcile): no script
+    ran for them, so no journal entry will; the record and the people are told here."""
+    if not session_ids:
         return
-    now = timezone.now()
-    if promoted:
-        ChatSession.objects.filter(id__in=list(promoted)).exclude(
-            state=ChatSession.State.CLOSED
-        ).update(state=ChatSession.State.ACTIVE, activated_at=now)
-    for reason in set(closed.values()):
-        ids = [sid for sid, r in closed.items() if r == reason]
-        fields: dict[str, Any] = {
-            "state": ChatSession.State.CLOSED,
-            "closed_at": now,
-            "close_reason": reason,
-        }
-        if note:
-            fields["close_note"] = note[:300]
+    ids = list(session_ids)
+    lost = ChatSession.Reason.LOST.value
+    with transaction.atomic():
         ChatSession.objects.filter(id__in=ids).exclude(state=ChatSession.State.CLOSED).update(
-            **fields
+            state=ChatSession.State.CLOSED, closed_at=timezone.now(), close_reason=lost
         )
-    activated = list(promoted)
-    transaction.on_commit(
-        lambda: notifications.gate_changes(
-            activated=activated, closed=closed, note=note, queue_moved=queue_moved
+        transaction.on_commit(
+            lambda: notifications.gate_changes(activated=[], closed=dict.fromkeys(ids, lost))
         )
-    )
-
-
-def _closed_map(expired: list[str], abandoned: list[str]) -> dict[str, str]:
-    closed = dict.fromkeys(expired, ChatSession.Reason.EXPIRED.value)
-    closed.update(dict.fromkeys(abandoned, ChatSession.Reason.ABANDONED.value))
-    return closed
 
 
 def audit(
@@ -168,9 +139,8 @@ def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -
     """Opens the person's session or returns their live one (one per person).
 
     Several callers may race for one person's first session (two tabs, a client retrying, two
-    processes). Redis decides which of them created it and keeps what that caller sent (`via`,
-    its reference); every caller writes the record with those values, so whichever INSERT wins
-    the race, the record holds the first caller's, and the loser finds the row and moves on."""
+    processes). Redis decides which of them created it and journals the record's row with what
+    that caller sent (`via`, its reference), once; every caller is answered with those."""
     manager = get_manager()
     lane = lane_for(user)
     client_ref = client_session_id[:200]
@@ -178,48 +148,18 @@ def session_open(*, user: Any, via: str = "page", client_session_id: str = "") -
         redis_user_key(user), lane=lane, via=via, client_ref=client_ref
     )
     kept_ref = result.client_ref
-    with transaction.atomic():
-        if kept_ref is None:
-            # Opened before Redis kept the reference: the record has it (or the row is lost).
-            kept_ref = (
-                ChatSession.objects.filter(id=result.session_id)
-                .values_list("client_session_id", flat=True)
-                .first()
-            ) or ""
-        _record_open(user=user, result=result, lane=lane, via=result.via or via, ref=kept_ref)
-        _record_changes(
-            promoted=result.promoted,
-            closed=_closed_map(result.expired, result.abandoned),
-            # Joining at the back moves nobody; a priority arrival moves those it passes.
-            queue_moved=result.created and result.state == "queued" and lane != "normal",
-        )
+    if result.created or result.promoted or result.expired or result.abandoned:
+        journal.after_transition()
+    if kept_ref is None:
+        # Opened before Redis kept the reference: the record has it (or the row is lost).
+        kept_ref = (
+            ChatSession.objects.filter(id=result.session_id)
+            .values_list("client_session_id", flat=True)
+            .first()
+        ) or ""
     return OpenOutcome(
         result.session_id, result.state, result.position, result.created, kept_ref or ""
     )
-
-
-def _record_open(*, user: Any, result: OpenResult, lane: str, via: str, ref: str) -> None:
-    """The SQL row of an opened session; present already for every caller but the first few."""
-    if not result.created and ChatSession.objects.filter(id=result.session_id).exists():
-        return
-    now = timezone.now()
-    try:
-        # A savepoint: losing the INSERT race must not spoil the caller's transaction.
-        with transaction.atomic():
-            ChatSession.objects.create(
-                id=result.session_id,
-                user=user,
-                state=result.state,
-                lane=lane,
-                ticket=result.ticket,
-                opened_via=via,
-                client_session_id=ref,
-                created_at=now,
-                activated_at=now if result.state == "active" else None,
-            )
-    except IntegrityError:
-        # Another caller of the same person inserted it a moment ago, with the same values.
-        pass
 
 
 def session_close(
@@ -234,25 +174,19 @@ def session_close(
 
     With `only_if_state`, nothing happens unless the session is in that state at that moment
     (`result.refused_state` then says what it was)."""
-    result = get_manager().close(str(session_id), reason=reason, only_if_state=only_if_state)
+    result = get_manager().close(
+        str(session_id), reason=reason, only_if_state=only_if_state, note=note
+    )
     if result.refused_state:
         return result
-    with transaction.atomic():
-        closed = _closed_map(result.expired, result.abandoned)
-        closed[str(session_id)] = reason
-        _record_changes(
-            promoted=result.promoted,
-            closed=closed,
-            note=note,
-            queue_moved=result.previous_state == "queued",
+    journal.after_transition()
+    if actor is not None and reason == ChatSession.Reason.ADMIN:
+        audit(
+            actor=actor,
+            action="session.close",
+            target=str(session_id),
+            detail={"note": note, "was": result.previous_state or "not live"},
         )
-        if actor is not None and reason == ChatSession.Reason.ADMIN:
-            audit(
-                actor=actor,
-                action="session.close",
-                target=str(session_id),
-                detail={"note": note, "was": result.previous_state or "not live"},
-            )
     return result
 
 
@@ -264,9 +198,7 @@ def session_touch(*, session_id: str, kind: str) -> TouchResult:
     """Presence (page), poll (API) or activity (chat message); ends it if already past due."""
     result = get_manager().touch(str(session_id), kind=kind)
     if result.state in ("expired", "abandoned") or result.promoted:
-        closed = {str(session_id): result.state} if result.state in ("expired", "abandoned") else {}
-        with transaction.atomic():
-            _record_changes(promoted=result.promoted, closed=closed, queue_moved=True)
+        journal.after_transition()
     return result
 
 
@@ -283,8 +215,7 @@ def sessions_touch_presence(session_ids: Sequence[str]) -> dict[str, str]:
         closed.update(zip(flat[::2], flat[1::2], strict=True))
         promoted += heads
     if closed or promoted:
-        with transaction.atomic():
-            _record_changes(promoted=promoted, closed=closed, queue_moved=True)
+        journal.after_transition()
     return closed
 
 
@@ -292,10 +223,7 @@ def sessions_sweep() -> SweepResult:
     """One sweep: expire idle, drop abandoned, reclaim dead leases, promote."""
     result = get_manager().sweep()
     if result.changed:
-        with transaction.atomic():
-            _record_changes(
-                promoted=result.promoted, closed=_closed_map(result.expired, result.abandoned)
-            )
+        journal.after_transition()
         logger.info(
             "sweep: %d expired, %d abandoned, %d promoted, %d leases reclaimed",
             len(result.expired),
@@ -309,16 +237,12 @@ def sessions_sweep() -> SweepResult:
 def session_promote(*, session_id: str, how: str, actor: Any) -> PromoteResult:
     """Staff: admit now (even above the limit) or move to the front of the queue."""
     result = get_manager().promote(str(session_id), how=how)
-    with transaction.atomic():
-        if result.outcome == "admitted":
-            ChatSession.objects.filter(id=session_id).update(
-                state=ChatSession.State.ACTIVE,
-                activated_at=timezone.now(),
-                admitted_over_limit=result.over_limit,
-            )
-            transaction.on_commit(lambda: notifications.session_activated(str(session_id)))
-        if result.outcome != "not_queued":
-            transaction.on_commit(notifications.queue_changed)
+    if result.outcome == "admitted":
+        journal.after_transition()  # the record, the person and the queue are told from there
+    elif result.outcome == "front":
+        notifications.queue_changed()  # nobody's state changed; places did
+    if result.outcome != "not_queued":
+        with transaction.atomic():
             audit(
                 actor=actor,
                 action=f"session.{how}",
@@ -335,8 +259,7 @@ def limits_push(gate: GateSettings) -> list[str]:
     """Writes GateSettings to Redis; a raised limit or a resume promotes at once."""
     promoted = get_manager().set_limits(gate.limits())
     if promoted:
-        with transaction.atomic():
-            _record_changes(promoted=promoted)
+        journal.after_transition()
     else:
         notifications.queue_changed()
     return promoted

@@ -1,12 +1,13 @@
 -- _lib.lua: shared helpers, prepended by admission.py to every transition script below.
 -- KEYS (the same order for every script):
 --   1 queue  2 active  3 seen  4 seq  5 config  6 stats  7 slots  8 slotq  9 slotw
---   10 departures  11 waits
+--   10 departures  11 waits  12 journal
 -- ARGV[1] tagged prefix, e.g. "{chatgate}:" (sess:<id> and user:<u> are built from it)
 -- ARGV[2] now in seconds, or "" to read Redis TIME (only tests pass an explicit clock)
 local K_QUEUE, K_ACTIVE, K_SEEN, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_CONFIG, K_STATS, K_SLOTS, K_SLOTQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_SLOTW, K_DEPARTURES, K_WAITS = KEYS[9], KEYS[10], KEYS[11]
+local K_JOURNAL = KEYS[12]
 local PREFIX = ARGV[1]
 
 local function read_now(value)
@@ -15,6 +16,19 @@ local function read_now(value)
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local NOW = read_now(ARGV[2])
+-- The wall clock of the record (journal entries): Redis TIME even when a test moves NOW, so
+-- that the SQL record's dates are real dates.
+local WALL = string.format('%.6f', read_now(nil))
+
+-- The journal (gate/journal.py): every change of a session's state is appended to one stream
+-- in the same script as the change itself, so both happen or neither does. The SQL record is
+-- written from it later, in batches, by whichever process flushes first; a process dying
+-- right after a transition loses nothing. One field per entry, a JSON array (cheaper for the
+-- writer to read than a field per value): ["o", id, user, state, lane, ticket, via, ref, at],
+-- ["a", id, over_limit "0"|"1", at], ["c", id, reason, state before, at, note].
+local function journal(entry)
+  redis.call('XADD', K_JOURNAL, '*', 'j', cjson.encode(entry))
+end
 
 -- A session hash outlives its indexes only by accident (a crash between commands cannot
 -- happen inside a script, but a manual DEL of an index can); this TTL bounds any leftover.
@@ -100,7 +114,8 @@ local function position_of(id)
   return 0
 end
 
-local function activate(id, over_limit)
+-- `quiet`: the caller journals the activation itself (open.lua, as part of the open entry).
+local function activate(id, over_limit, quiet)
   local key = sess_key(id)
   redis.call('ZREM', K_QUEUE, id)
   redis.call('ZADD', K_ACTIVE, NOW, id)
@@ -110,10 +125,12 @@ local function activate(id, over_limit)
   redis.call('LPUSH', K_WAITS, string.format('%.3f:%.3f', NOW, NOW - created))
   redis.call('LTRIM', K_WAITS, 0, 1999)
   stat('admissions')
+  if not quiet then journal({'a', id, over_limit and '1' or '0', WALL}) end
 end
 
 -- Removes a session from every index. Returns its state before, or false if it was not live.
-local function end_session(id, reason)
+-- `note` (staff closing someone) goes to the record with the reason.
+local function end_session(id, reason, note)
   local key = sess_key(id)
   local fields = redis.call('HMGET', key, 'state', 'user')
   local state, user = fields[1], fields[2]
@@ -128,6 +145,7 @@ local function end_session(id, reason)
   if user and redis.call('GET', user_key(user)) == id then redis.call('DEL', user_key(user)) end
   redis.call('DEL', key)
   stat('closed_' .. reason)
+  journal({'c', id, reason, state, WALL, note or ''})
   return state
 end
 

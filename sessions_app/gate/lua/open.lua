@@ -52,9 +52,15 @@ stat('opened')
 
 local has_seat = CFG.paused ~= 1 and redis.call('ZCARD', K_QUEUE) == 0
                  and redis.call('ZCARD', K_ACTIVE) < CFG.max_active
+-- One journal entry for the record's row, with the state it starts in.
+local function journal_open(state)
+  journal({'o', new_id, user, state, lane, ticket, via, ref, WALL})
+end
 if has_seat then
-  activate(new_id, false)
+  activate(new_id, false, true)
+  journal_open('active')
   return {new_id, 'active', 0, 1, promoted, expired, abandoned, ticket, via, ref}
 end
 redis.call('ZADD', K_QUEUE, queue_score(lane, ticket), new_id)
+journal_open('queued')
 return {new_id, 'queued', position_of(new_id), 1, promoted, expired, abandoned, ticket, via, ref}

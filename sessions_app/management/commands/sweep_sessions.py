@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sessions_app import alerts, conf, metrics
 from sessions_app.chat.sweep import messages_sweep
-from sessions_app.gate import reconcile, services
+from sessions_app.gate import journal, reconcile, services
 from sessions_app.gate.admission import GateUnavailable, get_manager
 
 GAUGE_SAMPLE_SECONDS = 15.0
@@ -39,6 +39,7 @@ class Command(BaseCommand):
         if not options["loop"]:
             try:
                 result = services.sessions_sweep()
+                journal.flush()
                 ended = messages_sweep()
             except GateUnavailable as exc:
                 raise CommandError(str(exc)) from exc
@@ -52,6 +53,8 @@ class Command(BaseCommand):
         synced = False
         next_sample = next_alerts = 0.0
         manager = get_manager()
+        # The journal's writer: the record and the notices of every process's transitions.
+        journal.run_writer()
         try:
             while True:
                 try:
