@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,16 +45,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.contrib.auth import (  # noqa: E402
-    BACKEND_SESSION_KEY,
-    HASH_SESSION_KEY,
-    SESSION_KEY,
-    get_user_model,
-)
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
-from django.contrib.sessions.models import Session  # noqa: E402
+from _pages import make_people, start_daphne  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.utils import timezone  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from sessions_app import notifications  # noqa: E402
@@ -63,59 +54,15 @@ from sessions_app.gate import services  # noqa: E402
 from sessions_app.gate.admission import get_manager  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_daphne(mode: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def start_mode_daphne(mode: str) -> tuple[subprocess.Popen[bytes], int]:
     # "<mode>+nogc": the same without sessions_app/gctune.py (its same-run baseline).
     fanout_mode, _, variant = mode.partition("+")
-    env = dict(os.environ, FANOUT_MODE=fanout_mode, PYTHONUNBUFFERED="1", LOG_LEVEL="DEBUG")
-    env["CHATGATE_GC_TUNE"] = "0" if variant == "nogc" else "1"
-    log = (TMP / f"daphne-{mode}.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "daphne",
-            "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
-            "--websocket-max-message-size", "65536",
-            "config.asgi:application",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("daphne did not start")
-
-
-def make_people(count: int) -> list[str]:
-    """`count` users with logged-in Django sessions; returns their session cookies."""
-    User = get_user_model()
-    User.objects.bulk_create([User(username=f"b{i:05d}", password="!") for i in range(count)])
-    users = list(User.objects.order_by("id"))
-    rows = []
-    keys = []
-    expire = timezone.now() + timezone.timedelta(days=1)
-    for user in users:
-        store = SessionStore()
-        key = uuid.uuid4().hex
-        data = {
-            SESSION_KEY: str(user.pk),
-            BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
-            HASH_SESSION_KEY: user.get_session_auth_hash(),
-        }
-        rows.append(Session(session_key=key, session_data=store.encode(data), expire_date=expire))
-        keys.append(key)
-    Session.objects.bulk_create(rows, batch_size=500)
-    return keys
+    env = {
+        "FANOUT_MODE": fanout_mode,
+        "LOG_LEVEL": "DEBUG",
+        "CHATGATE_GC_TUNE": "0" if variant == "nogc" else "1",
+    }
+    return start_daphne(TMP / f"daphne-{mode}.log", env=env)
 
 
 class Page:
@@ -183,7 +130,7 @@ async def run_mode(
     await asyncio.to_thread(
         services.limits_set, actor=None, max_active_sessions=1, disconnect_grace_seconds=3600
     )
-    process, port = start_daphne(mode)
+    process, port = start_mode_daphne(mode)
     pages = [Page(c) for c in cookies]
     tasks = []
     try:
