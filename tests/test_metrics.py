@@ -112,6 +112,16 @@ def test_metrics_parse_and_tell_the_redis_truth() -> None:
     assert sample(families, "chatgate_sessions_closed_total", reason="expired") == 0
     assert sample(families, "chatgate_chat_messages_total") == 5
     assert sample(families, "chatgate_backend_errors_total") == 1
+    assert sample(families, "chatgate_journal_pending") == 0  # the services wrote it (inline)
+    assert sample(families, "chatgate_journal_behind_seconds") == 0
+
+    # A transition no writer has written yet (the manager journals, only the services write):
+    # the journal shows it, and how long it has waited.
+    get_manager().open("unwritten", via="api")
+    time.sleep(0.3)
+    families = parse(Client().get("/metrics").content.decode())
+    assert sample(families, "chatgate_journal_pending") == 1
+    assert 0.2 <= sample(families, "chatgate_journal_behind_seconds") < 30
 
     assert families["chatgate_generation_seconds"].type == "histogram"
     assert sample(families, "chatgate_generation_seconds_count") == 2

@@ -128,6 +128,26 @@ class GateCollector(Collector):
             "1 while staff have paused admissions.",
             live.get("admissions_paused", 0),
         )
+        # The session journal (gate/journal.py): changes not yet written to the SQL record. It
+        # grows while the database is down or no sweeper runs (about 120 bytes a change, no cap),
+        # so an operator watches it; the oldest entry's age says how far the record is behind.
+        journal = manager.keys.journal
+        oldest: Any = manager.client.xrange(journal, "-", "+", count=1)
+        behind = 0.0
+        if oldest:
+            first = oldest[0][0]
+            first = first.decode() if isinstance(first, bytes) else str(first)
+            behind = max(0.0, manager.server_time() - int(first.split("-")[0]) / 1000)
+        yield gauge(
+            "chatgate_journal_pending",
+            "Session changes in the journal not yet written to the SQL record.",
+            int(manager.client.xlen(journal)),
+        )
+        yield gauge(
+            "chatgate_journal_behind_seconds",
+            "How long the oldest unwritten session change has waited (0 when none).",
+            behind,
+        )
 
         for name, stat, doc in STAT_COUNTERS:
             family = CounterMetricFamily(name, doc)
