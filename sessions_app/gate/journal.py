@@ -47,7 +47,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Field
 
 from sessions_app import conf, notifications
-from sessions_app.gate.admission import get_manager, redis_errors
+from sessions_app.gate.admission import AdmissionManager, get_manager, redis_errors
 from sessions_app.models import ChatSession
 
 logger = logging.getLogger(__name__)
@@ -269,9 +269,9 @@ def ensure_recorded(session_id: str) -> None:
         flush()
 
 
-def pending() -> int:
-    """Entries not yet written to the record (the sweeper's metrics, tests)."""
-    manager = get_manager()
+def pending(manager: AdmissionManager | None = None) -> int:
+    """Entries not yet written to the record (/metrics, tests)."""
+    manager = manager or get_manager()
     with redis_errors():
         return int(manager.client.xlen(manager.keys.journal))
 
@@ -292,9 +292,9 @@ def _locked_flush(token: str) -> bool:
     return True
 
 
-def _oldest_age_ms() -> float:
+def oldest_age_ms(manager: AdmissionManager | None = None) -> float:
     """How long the oldest entry has waited (stream ids are Redis's clock in ms), 0 if none."""
-    manager = get_manager()
+    manager = manager or get_manager()
     with redis_errors():
         oldest: Any = manager.client.xrange(manager.keys.journal, "-", "+", count=1)
     if not oldest:
@@ -361,7 +361,7 @@ class _Backup:
 
                 def step() -> None:
                     time.sleep(IDLE_SECONDS)
-                    if _oldest_age_ms() >= int(conf.get("JOURNAL_STALE_MS")):
+                    if oldest_age_ms() >= int(conf.get("JOURNAL_STALE_MS")):
                         _locked_flush(token)
 
                 self._thread = _start(step, "chatgate-journal-backup")

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from sessions_app import conf
+from sessions_app.gate import journal
 from sessions_app.gate.admission import (
     CLOSE_REASONS,
     AdmissionManager,
@@ -131,22 +132,15 @@ class GateCollector(Collector):
         # The session journal (gate/journal.py): changes not yet written to the SQL record. It
         # grows while the database is down or no sweeper runs (about 120 bytes a change, no cap),
         # so an operator watches it; the oldest entry's age says how far the record is behind.
-        journal = manager.keys.journal
-        oldest: Any = manager.client.xrange(journal, "-", "+", count=1)
-        behind = 0.0
-        if oldest:
-            first = oldest[0][0]
-            first = first.decode() if isinstance(first, bytes) else str(first)
-            behind = max(0.0, manager.server_time() - int(first.split("-")[0]) / 1000)
         yield gauge(
             "chatgate_journal_pending",
             "Session changes in the journal not yet written to the SQL record.",
-            int(manager.client.xlen(journal)),
+            journal.pending(manager),
         )
         yield gauge(
             "chatgate_journal_behind_seconds",
             "How long the oldest unwritten session change has waited (0 when none).",
-            behind,
+            max(0.0, journal.oldest_age_ms(manager) / 1000),
         )
 
         for name, stat, doc in STAT_COUNTERS:
