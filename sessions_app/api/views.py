@@ -71,39 +71,13 @@ def endpoint(**handlers: Handler) -> Handler:
     return view
 
 
-_entry: threading.BoundedSemaphore | None = None
-_entry_made = threading.Lock()
-
-
-def bounded(handler: Handler) -> Handler:
-    """Runs at most API_CONCURRENCY session requests at once in this process; the rest wait.
-
-    Django's ASGI handler gives every sync request a thread of its own, so a burst of 500 is 500
-    threads contending for the GIL, the Redis pool and the SQLite write lock; a few of them then
-    waited past a timeout and a healthy gate answered 503 (issue 11). Waiting here costs nothing
-    but a blocked thread, and the requests that do run finish at full speed."""
-
-    @functools.wraps(handler)
-    def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        global _entry
-        with _entry_made:
-            if _entry is None:
-                _entry = threading.BoundedSemaphore(max(1, int(conf.get("API_CONCURRENCY"))))
-        with _entry:
-            try:
-                return handler(request, **kwargs)
-            finally:
-                _release_connections()
-
-    return wrapper
-
-
 _pool: ThreadPoolExecutor | None = None
+_pool_made = threading.Lock()
 
 
 def _api_pool() -> ThreadPoolExecutor:
     global _pool
-    with _entry_made:
+    with _pool_made:
         if _pool is None:
             workers = max(1, int(conf.get("API_CONCURRENCY")))
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api")
@@ -140,7 +114,12 @@ def _pooled_call(view: Handler, request: HttpRequest, kwargs: dict[str, Any]) ->
 
 def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
     """The view as an async view whose body runs on this process's API pool (API_CONCURRENCY
-    threads that live as long as the process).
+    threads that live as long as the process): at most API_CONCURRENCY session requests at once
+    in this process; the rest wait in the pool's queue.
+
+    Unbounded, a burst of 500 was 500 threads contending for the GIL, the Redis pool and the
+    SQLite write lock; a few of them then waited past a timeout and a healthy gate answered 503
+    (issue 11).
 
     Django's ASGI handler runs a sync view in a new thread per request, which opens a database
     connection of its own and closes it at the end: at the P9 benchmark's burst that was most
@@ -154,7 +133,9 @@ def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
         if isinstance(request, ASGIRequest):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(_api_pool(), _pooled_call, view, request, kwargs)
-        response: HttpResponse = await sync_to_async(view, thread_sensitive=True)(request, **kwargs)
+        response: HttpResponse = await sync_to_async(_pooled_call, thread_sensitive=True)(
+            view, request, kwargs
+        )
         return response
 
     return wrapper
@@ -399,9 +380,9 @@ def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
     raise not_found(f"No API endpoint at {request.path}; see /api/v1/openapi.json.")
 
 
-create_view = pooled(endpoint(POST=bounded(session_create)))
-close_view = pooled(endpoint(DELETE=bounded(session_close)))
-position_view = pooled(endpoint(GET=bounded(session_position)))
-status_view = pooled(endpoint(GET=bounded(gate_status)))
-cleanup_view = pooled(endpoint(POST=bounded(gate_cleanup)))
+create_view = pooled(endpoint(POST=session_create))
+close_view = pooled(endpoint(DELETE=session_close))
+position_view = pooled(endpoint(GET=session_position))
+status_view = pooled(endpoint(GET=gate_status))
+cleanup_view = pooled(endpoint(POST=gate_cleanup))
 openapi_view = endpoint(GET=openapi)
