@@ -15,10 +15,16 @@ Each round, on a fresh gate (limits as shipped: 20 active, the rest queue):
   connections is kept alive and sends its next create when the previous one is answered (a
   gateway's connection pool); `--close` opens one connection per create instead.
 
+The SQL record is written from the session journal by a writer in a process of its own
+(bench/journal_writer.py), as the sweeper does beside `make run` (JOURNAL_FLUSH=background);
+the test settings the benchmark borrows would otherwise write it inside every request.
+
 Printed per round: rates, the API/services ratio, the load average, and the CPU seconds per
 create spent by the daphne processes, the client and Redis, so that the limiting party shows.
 `--profile DIR` records each daphne with py-spy during the first round's API phase (collapsed
-stacks, `DIR/daphne-<pid>.txt`; `pip install py-spy` first) and prints the top frames' shares.
+stacks, `DIR/daphne-<pid>.txt`; `pip install py-spy` first; `--gil`: only the thread holding
+the GIL is sampled, so the shares are where the CPU goes, not where threads wait) and prints
+the top frames' shares.
 """
 
 from __future__ import annotations
@@ -210,7 +216,17 @@ def _profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[
     spy = str(Path(sys.executable).parent / "py-spy")
     spies = []
     for pid in pids:
-        command = [spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100"]
+        command = [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "250",
+            "--gil",
+        ]
         command += ["--format", "raw", "--output", str(out / f"daphne-{pid}.txt")]
         spies.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -252,6 +268,10 @@ def main() -> None:
     for leftover in database.parent.glob(database.name + "*"):
         leftover.unlink()
     sys.path.insert(0, str(HERE))
+    # As a server runs; the test settings (CHATGATE_TESTING) would write the record inline,
+    # inside every request. The writer below writes it, as the sweeper does in production.
+    os.environ.setdefault("JOURNAL_FLUSH", "background")
+    import journal_writer
     from _setup import setup_django
 
     setup_django(database=database)
@@ -282,6 +302,7 @@ def main() -> None:
         PYTHONUNBUFFERED="1",
     )
     port, servers = _start_servers(args.workers, env)
+    writer = journal_writer.start(env)
     keep_alive = not args.close
     print(
         f"chatgate P9 benchmark: {n} creates per round, {rounds} rounds, {args.workers} daphne "
@@ -375,9 +396,9 @@ def main() -> None:
             for path in sorted(args.profile.glob("daphne-*.txt")):
                 _shares(path)
     finally:
-        for process in servers:
+        for process in [*servers, writer]:
             process.terminate()
-        for process in servers:
+        for process in [*servers, writer]:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
