@@ -141,7 +141,7 @@ def test_a_pool_thread_keeps_its_sqlite_connection_between_requests() -> None:
             cursor.execute("SELECT 1")
         return threading.get_ident()
 
-    pool = views._api_pool()
+    pool = views.api_pool()
     connection_created.connect(count)
     try:
         # One after another, as requests on a quiet process: the pool reuses an idle thread.

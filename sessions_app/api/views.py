@@ -75,7 +75,7 @@ _pool: ThreadPoolExecutor | None = None
 _pool_made = threading.Lock()
 
 
-def _api_pool() -> ThreadPoolExecutor:
+def api_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_made:
         if _pool is None:
@@ -84,7 +84,7 @@ def _api_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def _release_connections() -> None:
+def release_connections() -> None:
     """Closes this thread's database connections before the next request may run.
 
     Django closes them only when the response has been sent (`request_finished`), and in a burst
@@ -109,7 +109,7 @@ def _pooled_call(view: Handler, request: HttpRequest, kwargs: dict[str, Any]) ->
     try:
         return view(request, **kwargs)
     finally:
-        _release_connections()
+        release_connections()
 
 
 def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
@@ -132,12 +132,17 @@ def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
     async def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
         if isinstance(request, ASGIRequest):
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_api_pool(), _pooled_call, view, request, kwargs)
+            return await loop.run_in_executor(api_pool(), _pooled_call, view, request, kwargs)
         response: HttpResponse = await sync_to_async(_pooled_call, thread_sensitive=True)(
             view, request, kwargs
         )
         return response
 
+    def sync_view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        return _pooled_call(view, request, kwargs)
+
+    # The lean handler (api/lean.py) already runs the whole request on the API pool.
+    wrapper.sync_view = sync_view  # type: ignore[attr-defined]
     return wrapper
 
 
