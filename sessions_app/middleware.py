@@ -1,9 +1,9 @@
 """Request metrics counted in Redis: per minute for the API and chat groups, and per endpoint
 (route template, see `metrics/endpoints.py`) for every resolved request and the 404s.
 
-Cheap on the hot path: static files cost one string test; a measured request costs one Redis
-pipeline. Under ASGI (daphne) the write is handed to a
-thread and not awaited, so the response never waits for it. Metrics never fail a request.
+Cheap on the hot path: static files cost one string test; a measured request is added to the
+process's tally (`metrics/tally.py`), which a writer thread sends to Redis once a second.
+Metrics never fail a request.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from sessions_app import metrics
 from sessions_app.gate.admission import get_manager
+from sessions_app.metrics import tally
 
 logger = logging.getLogger(__name__)
 
@@ -56,43 +57,45 @@ class RequestMetricsMiddleware:
         started = time.perf_counter()
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         response = await get_response(request)
-        elapsed = time.perf_counter() - started
-        group = metrics.classify(request.path, _view_module(request))
-        route = metrics.endpoint_label(request)
-        if group is not None or route is not None:
+        # Counting is a few dict updates (metrics/tally.py): done here, on the loop; only the
+        # gauge sample, a Redis read every GAUGE_SAMPLE_SECONDS, is handed to a thread.
+        if self._count(request, response.status_code, time.perf_counter() - started):
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(
-                None, self._write, group, route, request.method, response.status_code, elapsed
-            )
+            future = loop.run_in_executor(None, self._sample)
             self._pending.add(future)  # a reference, so the write is not collected mid-way
             future.add_done_callback(self._pending.discard)
         return response
 
     def _record(self, request: HttpRequest, status: int, elapsed: float) -> None:
+        if self._count(request, status, elapsed):
+            self._sample()
+
+    def _count(self, request: HttpRequest, status: int, elapsed: float) -> bool:
+        """Adds the request to the process's tally; True when a gauge sample is due."""
         group = metrics.classify(request.path, _view_module(request))
         route = metrics.endpoint_label(request)
-        if group is not None or route is not None:
-            self._write(group, route, request.method, status, elapsed)
-
-    def _write(
-        self, group: str | None, route: str | None, method: str | None, status: int, elapsed: float
-    ) -> None:
+        if group is None and route is None:
+            return False
         try:
-            manager = get_manager()
-            metrics.request_record(
+            tally.add(
                 group=group,
                 route=route,
-                method=metrics.method_label(method),
+                method=metrics.method_label(request.method),
                 status=status,
                 seconds=elapsed,
-                manager=manager,
             )
-            now = time.monotonic()
-            if now >= self._next_sample:
-                self._next_sample = now + GAUGE_SAMPLE_SECONDS
-                counts = manager.counts()
-                metrics.gauges_sample(
-                    active=counts["active"], queued=counts["queued"], manager=manager
-                )
+        except Exception:  # metrics must never fail or slow down the request they measure
+            logger.debug("request metrics not counted", exc_info=True)
+        now = time.monotonic()
+        if now < self._next_sample:
+            return False
+        self._next_sample = now + GAUGE_SAMPLE_SECONDS
+        return True
+
+    def _sample(self) -> None:
+        try:
+            manager = get_manager()
+            counts = manager.counts()
+            metrics.gauges_sample(active=counts["active"], queued=counts["queued"], manager=manager)
         except Exception:  # metrics must never fail or slow down the request they measure
             logger.debug("request metrics not recorded", exc_info=True)

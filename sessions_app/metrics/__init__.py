@@ -5,7 +5,8 @@ reading for the console in `series.py`):
 
 * **Per-minute request metrics** (written by `RequestMetricsMiddleware`): one hash per minute
   with request, error and response-time bucket counts for the API and the chat endpoints, plus
-  a sample of the active/queued gauges. One pipeline per request; every hash expires after
+  a sample of the active/queued gauges. Each process adds its requests up and writes them
+  in one pipeline a second (`tally.py`); every hash expires after
   `METRICS_RETENTION_SECONDS` (a day by default). The console's charts read the last hour.
 * **Cumulative histograms and counters** for Prometheus: the wait histogram is folded from the
   admission scripts' `waits` list (so the Lua scripts stay untouched); the generation-time

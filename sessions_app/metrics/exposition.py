@@ -25,6 +25,7 @@ from sessions_app.gate.admission import (
     GateUnavailable,
     get_manager,
 )
+from sessions_app.metrics import tally
 from sessions_app.metrics.endpoints import SEP
 from sessions_app.metrics.record import (
     GENERATION_BUCKETS,
@@ -95,6 +96,7 @@ class GateCollector(Collector):
         yield from families
 
     def _collect(self, manager: AdmissionManager) -> Iterator[Metric]:
+        tally.flush(manager)  # this process's last second of requests too
         counts = manager.counts()
         live = manager.config()
         stats = manager.stats()

@@ -18,6 +18,7 @@ from sessions_app.gate.admission import (
     AdmissionManager,
     get_manager,
 )
+from sessions_app.gate.keys import RedisKeys
 from sessions_app.metrics import endpoints
 
 logger = logging.getLogger(__name__)
@@ -72,17 +73,42 @@ def request_record(
     """Counts one request in its minute, and under its route template when it has one: one
     pipeline (a handful of increments and the expiries)."""
     manager = manager or get_manager()
-    now = time.time() if now is None else now
-    key = manager.keys.metrics_minute(_minute(now))
+    pipe = manager.client.pipeline(transaction=False)
+    request_fields(
+        pipe,
+        manager.keys,
+        group=group,
+        status=status,
+        seconds=seconds,
+        route=route,
+        method=method,
+        now=time.time() if now is None else now,
+    )
+    pipe.execute()
+
+
+def request_fields(
+    pipe: Any,
+    keys: RedisKeys,
+    *,
+    group: str | None,
+    status: int,
+    seconds: float,
+    route: str | None,
+    method: str,
+    now: float,
+) -> None:
+    """Queues one request's increments and expiries on `pipe` (a Redis pipeline, or the
+    process's tally in `tally.py`, which adds them up until its next write)."""
+    key = keys.metrics_minute(_minute(now))
     ms = seconds * 1000.0
     bucket = _bucket_index(ms, RESPONSE_BUCKETS_MS)
-    pipe = manager.client.pipeline(transaction=False)
     if group is not None:
         endpoints.count_request(pipe, key, f"{group}:", status=status, ms=ms, bucket=bucket)
     if route is not None:
         endpoints.endpoint_pipe(
             pipe,
-            manager.keys,
+            keys,
             minute_key=key,
             route=route,
             method=method,
@@ -91,7 +117,6 @@ def request_record(
             bucket=bucket,
         )
     pipe.expire(key, int(conf.get("METRICS_RETENTION_SECONDS")))
-    pipe.execute()
 
 
 def gauges_sample(

@@ -16,6 +16,7 @@ from sessions_app.gate.admission import (
     GateUnavailable,
     get_manager,
 )
+from sessions_app.metrics import tally
 from sessions_app.metrics.endpoints import SEP
 from sessions_app.metrics.record import GROUPS, RESPONSE_BUCKETS_MS, _minute
 
@@ -124,6 +125,7 @@ def minute_series(
     for minute in wanted:
         pipe.hgetall(manager.keys.metrics_minute(minute))
     try:
+        tally.flush(manager)  # this process's last second of requests too
         raw: list[Any] = pipe.execute()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise GateUnavailable(str(exc)) from exc
@@ -141,6 +143,7 @@ def endpoint_routes(manager: AdmissionManager | None = None) -> list[str]:
     """Every route label that has served a request since the counters began, sorted."""
     manager = manager or get_manager()
     try:
+        tally.flush(manager)
         fields: Any = manager.client.hkeys(manager.keys.metrics_endpoints())
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise GateUnavailable(str(exc)) from exc
