@@ -110,6 +110,21 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _answers_http(port: int) -> bool:
+    """True once an HTTP server answers on the port. A bare connect is not proof: retried for
+    long on a loaded box, a connect to a free port in the ephemeral range can connect the
+    socket to itself (Linux's simultaneous open), and a test then ran against nobody
+    (ERR_CONNECTION_REFUSED on the first page, an empty daphne log)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            if sock.getsockname() == sock.getpeername():
+                return False
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(16).startswith(b"HTTP/1.1 ")
+    except OSError:
+        return False
+
+
 def start_daphne(tmp_path: Path, name: str = "daphne", **extra_env: str) -> DaphneServer:
     port = _free_port()
     log_path = tmp_path / f"{name}-{port}.log"
@@ -131,11 +146,9 @@ def start_daphne(tmp_path: Path, name: str = "daphne", **extra_env: str) -> Daph
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited at start:\n{log_path.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return DaphneServer(f"http://127.0.0.1:{port}", port, process, log_path)
-        except OSError:
-            time.sleep(0.1)
+        if _answers_http(port):
+            return DaphneServer(f"http://127.0.0.1:{port}", port, process, log_path)
+        time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"daphne did not listen within 60 s:\n{log_path.read_text()}")
 
