@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -90,6 +91,8 @@ class Socket(Protocol):
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
+    async def send_encoded(self, text: str) -> None: ...
+
 
 @dataclass(slots=True)  # one per open page: no per-instance __dict__ (P4)
 class Entry:
@@ -106,6 +109,23 @@ class Entry:
 
 def status_frame(status: selectors.SessionStatus, version: int) -> dict[str, Any]:
     return {"type": "queue.status", **status.as_dict(), "version": version}
+
+
+_quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes with
+
+
+def queued_text(
+    session_id: str, place: int, eta_seconds: int | None, paused: bool, version: int
+) -> str:
+    """`status_frame` of a queued person, as JSON text, built directly: a big round writes one
+    per waiting page, and building the status, its dict and json.dumps cost several times this
+    (tests/test_fanout_frames.py holds it equal to `status_frame`)."""
+    return (
+        f'{{"type":"queue.status","state":"queued","session_id":{_quote(session_id)},'
+        f'"position":{place},"ahead":{place - 1},'
+        f'"eta_seconds":{"null" if eta_seconds is None else eta_seconds},'
+        f'"paused":{"true" if paused else "false"},"version":{version}}}'
+    )
 
 
 def _db(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -172,25 +192,42 @@ class Registry:
 
     # --- sending ----------------------------------------------------------------------------
 
+    def _note(
+        self,
+        entry: Entry | None,
+        state: str,
+        position: int,
+        eta_seconds: int | None,
+        paused: bool,
+        version: int,
+    ) -> bool:
+        """Records what a socket is about to be told; False if it already holds a newer
+        version (the frame must not be sent)."""
+        if entry is not None:
+            if version < entry.version:
+                return False
+            now = asyncio.get_running_loop().time()
+            if entry.state != state or entry.position != position:
+                entry.moved_at = now
+            entry.version = version
+            entry.state = state
+            entry.position = position
+            entry.eta_minutes = eta_minutes(eta_seconds)
+            entry.paused = paused
+            entry.sent_at = now
+        self.frames_sent += 1
+        return True
+
     async def send_status(
         self, sock: Socket, status: selectors.SessionStatus, version: int
     ) -> bool:
         """Sends `status` unless the socket already holds a newer version."""
         entry = self.entries.get(sock)
-        if entry is not None:
-            if version < entry.version:
-                return False
-            now = asyncio.get_running_loop().time()
-            if (entry.state, entry.position) != (status.state, status.position):
-                entry.moved_at = now
-            entry.version = version
-            entry.state = status.state
-            entry.position = status.position
-            entry.eta_minutes = eta_minutes(status.eta_seconds)
-            entry.paused = status.paused
-            entry.sent_at = now
+        if not self._note(
+            entry, status.state, status.position, status.eta_seconds, status.paused, version
+        ):
+            return False
         await sock.send_frame(status_frame(status, version))
-        self.frames_sent += 1
         return True
 
     async def refresh(self, sock: Socket) -> None:
@@ -262,15 +299,13 @@ class Registry:
             waiting = self.entries.get(sock)
             if waiting is None:
                 continue  # disconnected meanwhile
-            status = selectors.SessionStatus(
-                state="queued",
-                session_id=waiting.session_id,
-                position=place,
-                ahead=place - 1,
-                eta_seconds=eta.eta_seconds(place, rate),
-                paused=paused,
-            )
-            if await self.send_status(sock, status, version):
+            eta_s = eta.eta_seconds(place, rate)
+            if self._note(waiting, "queued", place, eta_s, paused, version):
+                # Encoded here and handed to daphne directly (consumers/base.py,
+                # `send_encoded`): this loop is the whole cost of a big round.
+                await sock.send_encoded(
+                    queued_text(waiting.session_id, place, eta_s, paused, version)
+                )
                 sent += 1
                 if sent % SENDS_PER_YIELD == 0:
                     await asyncio.sleep(0)  # let incoming frames and chat streams through
