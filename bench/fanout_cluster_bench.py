@@ -200,17 +200,25 @@ def server_side(logs: list[Path]) -> str:
     """From the daphnes' debug logs: how long a big fan-out round took to write, per process
     (the rest of P3 is the clients reading and the machine's other work)."""
     totals = []
+    full_gcs = 0
     for log in logs:
         # Each record is printed twice (daphne's handler and the project's): one per time.
         seen: set[str] = set()
+        counts = []
         for line in log.read_text(errors="replace").splitlines():
-            match = re.search(r"fan-out: \d+ queued, (\d+) frames.*total ([\d.]+) ms", line)
+            match = re.search(
+                r"fan-out: \d+ queued, (\d+) frames.*total ([\d.]+) ms; full gc so far (\d+)",
+                line,
+            )
             if match and int(match.group(1)) >= 1000 and line[:23] not in seen:
                 seen.add(line[:23])
                 totals.append(float(match.group(2)))
+                counts.append(int(match.group(3)))
+        full_gcs += counts[-1] - counts[0] if counts else 0
     return (
         f"all frames of a round written: p50={pct(totals, 50):.0f} max={max(totals or [0]):.0f} ms"
-        f" ({len(totals)} rounds of >= 1,000 frames over {len(logs)} processes)"
+        f" ({len(totals)} rounds of >= 1,000 frames over {len(logs)} processes); full gc "
+        f"collections between the first and last round: {full_gcs}"
     )
 
 

@@ -58,8 +58,13 @@ async def test_send_encoded_to_a_closed_socket_is_no_error() -> None:
     await consumer.send_encoded("{}")  # dropped quietly, as send_frame does
 
 
-def test_autobahn_log_colouring_is_off_under_daphne() -> None:
+def test_autobahn_log_decoration_is_plain_under_daphne() -> None:
     import autobahn.util
+    import autobahn.websocket.protocol as ws_protocol
 
     daphne_frames.apply()
     assert autobahn.util.hl("peer") == "peer"  # plain text: no click.style per frame
+    # What sendData builds for its debug line on every frame: the same words, no inspection.
+    method = ws_protocol.WebSocketProtocol.sendData
+    assert ws_protocol.hltype(method) == "<WebSocketProtocol.sendData>"
+    assert ws_protocol.hlval(200) == "200"
