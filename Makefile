@@ -84,7 +84,7 @@ bench-fanout: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_bench.py --waiting $${WAITING:-1000} --rounds $${ROUNDS:-20}
 
 bench-fanout-cluster: install
-	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_cluster_bench.py --waiting $${WAITING:-10000} --processes $${PROCESSES:-2} --rounds $${ROUNDS:-10}
+	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/fanout_cluster_bench.py --waiting $${WAITING:-10000} --processes $${PROCESSES:-2} --rounds $${ROUNDS:-10} --client $${CLIENT:-lean}
 
 bench-handoff: install
 	$(BIN)/python -m sessions_app.devredis -- $(BIN)/python bench/handoff_bench.py --seconds $${SECONDS_RUN:-60} --latency $${LATENCY:-2}

@@ -28,7 +28,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from sessions_app import daphne_requests, gctune  # noqa: E402
+from sessions_app import daphne_frames, daphne_requests, eager_writes, gctune  # noqa: E402
 from sessions_app.consumers.token_auth import TokenAuthMiddleware  # noqa: E402
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 
@@ -47,5 +47,10 @@ application = ProtocolTypeRouter(
 
 # Daphne passes raw bodies on; Twisted need not parse forms it never uses (the module says why).
 daphne_requests.apply()
+# autobahn builds coloured log text for every frame daphne writes, then drops it (module says).
+daphne_frames.apply()
+# A write to an idle connection is sent on the next loop pass without registering the socket
+# with the loop and unregistering it again (the module says why and what is kept).
+eager_writes.apply()
 # Everything above lives as long as the process: no full collection need walk it again.
 gctune.after_startup()
