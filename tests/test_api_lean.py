@@ -84,8 +84,8 @@ def _token(act_for_users: bool = True) -> str:
 
 
 def test_the_whole_request_runs_on_one_api_pool_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No thread is started per request (Django's ASGI handler starts one), and the middleware
-    and the view run on the same pool thread: one crossing."""
+    """No thread is started for the request (Django's ASGI handler starts one per request), and
+    the middleware and the view run on the same pool thread: one crossing."""
     raw = _token()
     headers = {"Host": "127.0.0.1", "Authorization": f"Bearer {raw}"}
     _asgi("POST", CREATE, json.dumps({"user_id": "warm"}).encode(), headers)  # pool started
@@ -115,7 +115,10 @@ def test_the_whole_request_runs_on_one_api_pool_thread(monkeypatch: pytest.Monke
     assert status == 201, body
     assert seen["view"].startswith("api"), seen
     assert seen["middleware"] == seen["view"], "the middleware ran on another thread"
-    assert started == [], f"threads started for one request: {started}"
+    # The API pool may still grow to API_CONCURRENCY (a thread that just answered is marked
+    # idle a moment after its answer is out, so the next request can find none idle); Django's
+    # ASGI handler started a thread of its own for every request.
+    assert all(name.startswith("api") for name in started), f"threads started: {started}"
 
 
 @pytest.mark.parametrize(
