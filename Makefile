@@ -62,11 +62,9 @@ pytest: install browser-deps server-deps
 # DATABASE_URL names when it is a PostgreSQL URL (a test database is created beside it), else a
 # throwaway cluster (sessions_app/devpostgres.py). Which files and why: README, "PostgreSQL".
 POSTGRES_TESTS := tests/test_prod_database.py tests/test_services.py tests/test_journal.py \
-	tests/test_prod_burst.py tests/test_prod_api_presence.py tests/test_api.py \
-	tests/test_chat_api.py tests/test_conversations.py tests/test_consumers_conversations.py \
-	tests/test_conversation_migration.py tests/test_reconcile.py tests/test_recovery.py \
-	tests/test_message_sweep.py tests/test_alerts.py tests/test_admin.py tests/test_chat_admin.py \
-	tests/test_attachments_api.py tests/test_chat_sse.py
+	tests/test_prod_burst.py tests/test_prod_api_presence.py tests/test_conversations.py \
+	tests/test_consumers_conversations.py tests/test_conversation_migration.py \
+	tests/test_reconcile.py tests/test_recovery.py tests/test_message_sweep.py tests/test_alerts.py
 pytest-postgres: install server-deps
 	@if [[ "$${DATABASE_URL:-}" == postgres* ]]; then \
 		CHATGATE_TESTING=1 $(BIN)/python -m pytest $(POSTGRES_TESTS) $(PYTEST_ARGS); \
