@@ -138,11 +138,9 @@ def pooled(view: Handler) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
         )
         return response
 
-    def sync_view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        return _pooled_call(view, request, kwargs)
-
-    # The lean handler (api/lean.py) already runs the whole request on the API pool.
-    wrapper.sync_view = sync_view  # type: ignore[attr-defined]
+    # The lean handler (api/lean.py) already runs the whole request on the API pool, and
+    # releases the thread's connections once the request is done: it calls the view itself.
+    wrapper.sync_view = view  # type: ignore[attr-defined]
     return wrapper
 
 
