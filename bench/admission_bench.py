@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from _setup import setup_django  # bench/ is on sys.path when a benchmark runs
+import journal_writer  # bench/ is on sys.path when a benchmark runs
+from _setup import setup_django
 
 # As a server runs; the test settings (CHATGATE_TESTING) would write the record inline.
 os.environ.setdefault("JOURNAL_FLUSH", "background")
@@ -53,12 +52,6 @@ def rate(label: str, body: Callable[[int], None], n: int = N) -> float:
     best = max(rates)
     print(f"  {label:<44} {best:>9,.0f} /s   (median {statistics.median(rates):,.0f})")
     return best
-
-
-def writer() -> None:
-    """The child process: the journal's writer alone (the sweeper's thread, without its
-    sweeps and reconciles, which would end the made-up people of the bare rounds)."""
-    journal.run_writer().join()
 
 
 def main() -> None:
@@ -98,7 +91,7 @@ def main() -> None:
     manager_rate = rate("AdmissionManager.open + close", through_manager)
     # The bare and manager rounds journalled made-up people: not ours to time below.
     client.delete(manager.keys.journal)
-    child = subprocess.Popen([sys.executable, __file__, "--writer"])
+    child = journal_writer.start()
     rounds_started = time.perf_counter()
     services_rate = rate("services.session_open + session_close", through_services)
     started = time.perf_counter()
@@ -124,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    writer() if sys.argv[1:] == ["--writer"] else main()
+    main()
