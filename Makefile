@@ -12,10 +12,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 
 install: $(STAMP)
 
+# --compile-bytecode: the packages' .pyc files are written once here. Without them, where
+# PYTHONDONTWRITEBYTECODE is set (as on this machine), every process compiled Django, Twisted
+# and redis-py from source at start: a daphne took 4.5 s to start instead of 1.3 s.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.lock
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: install
