@@ -6,7 +6,9 @@ answer) and against clients talking to the model server directly (the ideal).
                             python bench/handoff_bench.py --seconds 60 --latency 2)
 
 The model server is a real OpenAI-compatible streaming server on loopback (server-sent
-events, like the tests' fake): every answer takes --latency seconds, in --chunks pieces.
+events, like the tests' fake): every answer takes --latency seconds, in --chunks pieces. It runs
+in a process of its own, as a model server does (in the gate's process its ten threads shared
+the gate's interpreter lock and started a thread per answer; --model-server thread measures that).
 More people ask than there are slots, each asking again as soon as answered, so a slot is
 always wanted. Through the gate each answer is: generation_slot (the real Lua scripts on a
 real Redis) around OpenAIBackend.stream.
@@ -24,6 +26,8 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +39,7 @@ setup_django()
 
 import httpx  # noqa: E402
 
+from sessions_app import gctune  # noqa: E402
 from sessions_app.chat import generation, handoff  # noqa: E402
 from sessions_app.chat.backends import openai as openai_backend  # noqa: E402
 from sessions_app.chat.backends.base import ChatTurn, StreamEnd  # noqa: E402
@@ -137,6 +142,37 @@ async def run_mode(mode: str, base_url: str, people: int, seconds: float) -> dic
     return {"completed": completed, "gaps": gaps}
 
 
+def serve_model(latency: float, chunks: int) -> None:
+    """The model server's own process: prints its port, serves until stdin closes."""
+    server = ModelServer(("127.0.0.1", 0), _Handler)
+    server.latency, server.chunks = latency, chunks
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(server.server_address[1], flush=True)
+    sys.stdin.read()  # the benchmark ended (or died): so do we
+    server.shutdown()
+
+
+def start_model_server(args: argparse.Namespace) -> tuple[str, Any]:
+    """(base URL, a stop function) for the model server, in its own process or a thread."""
+    if args.model_server == "thread":
+        server = ModelServer(("127.0.0.1", 0), _Handler)
+        server.latency, server.chunks = args.latency, args.chunks
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}/v1", server.shutdown
+    command = [sys.executable, __file__, "--serve-model"]
+    command += ["--latency", str(args.latency), "--chunks", str(args.chunks)]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdin is not None
+    port = int(child.stdout.readline())
+
+    def stop() -> None:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+
+    return f"http://127.0.0.1:{port}/v1", stop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -144,12 +180,15 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--people", type=int, default=30, help="sessions asking (> slots)")
     parser.add_argument("--modes", default="direct,old,new")
+    parser.add_argument("--model-server", choices=["process", "thread"], default="process")
+    parser.add_argument("--serve-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_model:
+        serve_model(args.latency, args.chunks)
+        return
 
-    server = ModelServer(("127.0.0.1", 0), _Handler)
-    server.latency, server.chunks = args.latency, args.chunks
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    base_url, stop_model_server = start_model_server(args)
+    gctune.after_startup()  # as config/asgi.py does in every daphne
     ideal = SLOTS * int(args.seconds / args.latency)
     print(f"{SLOTS} slots, {args.people} people, answers of {args.latency} s, {args.seconds} s")
     print(f"load: {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} cores)")
@@ -172,7 +211,7 @@ def main() -> None:
                 f"  p99 {pct(gaps, 0.99):6.1f}  (n={len(gaps)})"
             )
         print(line, flush=True)
-    server.shutdown()
+    stop_model_server()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from sessions_app import conf
 from sessions_app.chat import handoff
-from sessions_app.gate.admission import GateUnavailable, get_manager
+from sessions_app.gate.admission import GateUnavailable, SlotResult, get_manager
 from sessions_app.gate.services import NotActive
 
 __all__ = ["CapacityTimeout", "GenerationCut", "NotActive", "SlotLost", "generation_slot"]
@@ -76,18 +76,24 @@ async def generation_slot(
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + limit
     last_place = -1
-    # A freed slot wakes this waiter at once (handoff.py); the poll stays as the fallback.
+    # A freed slot is asked for on this waiter's behalf at once (handoff.py); the poll stays
+    # as the fallback.
     wakeups = handoff.wakeups_for(manager)
+    ask = handoff.SlotAsk(session_id, waiter_id, lease_id, cap)
+    answered: tuple[SlotResult, int] | None = None
     try:
         while True:
-            epoch = wakeups.epoch
-            result = await asyncio.to_thread(
-                manager.acquire_slot,
-                session_id,
-                waiter_id=waiter_id,
-                lease_id=lease_id,
-                hold_seconds=cap,
-            )
+            if answered is not None:
+                result, epoch = answered  # the listener asked for us
+            else:
+                epoch = wakeups.epoch
+                result = await asyncio.to_thread(
+                    manager.acquire_slot,
+                    session_id,
+                    waiter_id=waiter_id,
+                    lease_id=lease_id,
+                    hold_seconds=cap,
+                )
             if result.outcome == "granted":
                 break
             if result.outcome == "not_active":
@@ -104,13 +110,10 @@ async def generation_slot(
             interval = poll_interval
             if wakeups.listening and handoff.WAKE_PLACES > 0:
                 interval = max(poll_interval, LISTENING_POLL_SECONDS)
-            await wakeups.wait(interval, since=epoch, place=result.place)
+            answered = await wakeups.wait(interval, since=epoch, place=result.place, ask=ask)
     except BaseException:
-        await asyncio.shield(
-            asyncio.to_thread(
-                manager.release_slot, session_id, lease_id=lease_id, waiter_id=waiter_id
-            )
-        )
+        # Once no ask by the listener is in flight: a grant it made is released too.
+        await asyncio.shield(asyncio.to_thread(handoff.release_after_ask, manager, ask))
         raise
 
     body = asyncio.current_task()
