@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,6 +234,11 @@ def test_create_api_token_errors():
         run("create_api_token", "dup", "--owner", "svc")
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_queue_status_watch_stops_cleanly_on_ctrl_c(transactional_db, tmp_path):
     """The real thing: a separate process, a real SIGINT, no traceback, exit status 0."""
     out_path = tmp_path / "watch.out"
@@ -243,6 +249,10 @@ def test_queue_status_watch_stops_cleanly_on_ctrl_c(transactional_db, tmp_path):
             env=server_env(),
             stdout=out,
             stderr=err,
+            # As a terminal starts it. A run started in the background by a shell without job
+            # control (`make test &`) ignores SIGINT, and a child inherits that (and a blocked
+            # mask): Python then installs no Ctrl-C handler and the SIGINT below did nothing.
+            preexec_fn=_interruptible,
         )
         try:
             deadline = time.monotonic() + 30
@@ -251,7 +261,14 @@ def test_queue_status_watch_stops_cleanly_on_ctrl_c(transactional_db, tmp_path):
                 time.sleep(0.1)
             assert out_path.read_text().count(CLEAR) >= 2, "no redraws within 30 s"
             process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=10) == 0
+            try:
+                assert process.wait(timeout=10) == 0
+            except subprocess.TimeoutExpired:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                raise AssertionError(
+                    "still running 10 s after SIGINT; its signal masks:\n"
+                    + "\n".join(line for line in status.splitlines() if line.startswith("Sig"))
+                ) from None
         finally:
             if process.poll() is None:
                 process.kill()
