@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -50,6 +51,10 @@ SLOTS = 10
 
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: ten connections at once (a burst of handoffs)
+    # overflowed it and the last ones waited a second for the SYN to be sent again. Model
+    # servers listen with a long backlog (uvicorn 2048, Go the system's maximum).
+    request_queue_size = 2048
     latency = 1.0
     chunks = 10
 
@@ -144,6 +149,10 @@ async def run_mode(mode: str, base_url: str, people: int, seconds: float) -> dic
 
 def serve_model(latency: float, chunks: int) -> None:
     """The model server's own process: prints its port, serves until stdin closes."""
+    # This module loaded Django, which a model server does not carry: freeze it, or each full
+    # collection walks all of it while answers wait for their first pieces.
+    gc.collect()
+    gc.freeze()
     server = ModelServer(("127.0.0.1", 0), _Handler)
     server.latency, server.chunks = latency, chunks
     threading.Thread(target=server.serve_forever, daemon=True).start()
