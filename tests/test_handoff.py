@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 
 from sessions_app.chat import generation, handoff
 from sessions_app.gate import services
-from sessions_app.gate.admission import AdmissionManager, get_manager
+from sessions_app.gate.admission import AdmissionManager, SlotResult, get_manager
 
 pytestmark = pytest.mark.django_db
 
@@ -183,16 +183,24 @@ def test_one_release_costs_the_listener_one_ask_per_waiter_up_to_the_first_told_
     other.client.close()
 
 
+def one_slot_held_one_waiter(
+    redis_url: str,
+) -> tuple[str, str, AdmissionManager, SlotResult, threading.Event]:
+    """Limit 1, its slot held by another process: (holder, waiter, that process's manager,
+    the held grant, a gate for the listener's asks)."""
+    get_manager().set_limits({"max_concurrent_queries": 1})
+    holder, waiter = open_sessions(2)
+    other = other_process(redis_url)
+    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    return holder, waiter, other, held, threading.Event()
+
+
 def test_a_grant_made_while_the_waiter_is_cancelled_is_given_back(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The listener is mid-ask when the waiter's task is cancelled (a Stop, a closed page): the
     release waits for that ask, so its grant is released instead of holding a slot nobody uses."""
-    get_manager().set_limits({"max_concurrent_queries": 1})
-    holder, waiter = open_sessions(2)
-    other = other_process(redis_url)
-    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
-    gate = threading.Event()
+    holder, waiter, other, held, gate = one_slot_held_one_waiter(redis_url)
     outcomes = listener_asks(monkeypatch, gate)
 
     async def scenario() -> None:
@@ -233,11 +241,7 @@ def test_a_waiter_whose_poll_ends_during_the_listeners_ask_takes_its_grant(
 ) -> None:
     """The waiter's own poll comes due while the listener asks for it: it waits for that answer
     (a grant) instead of asking again, which would queue it behind its own lease."""
-    get_manager().set_limits({"max_concurrent_queries": 1})
-    holder, waiter = open_sessions(2)
-    other = other_process(redis_url)
-    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
-    gate = threading.Event()
+    holder, waiter, other, held, gate = one_slot_held_one_waiter(redis_url)
     outcomes = listener_asks(monkeypatch, gate)
 
     async def scenario() -> str:
