@@ -66,6 +66,14 @@ def conversation(
     return conv
 
 
+def since_local_day(days_back: int, hours: float) -> timedelta:
+    """How long ago `hours` into the local day `days_back` days ago was. Local: TIME_ZONE, the
+    browser's zone too (Django sets TZ for this process and Chromium inherits it). A fixed
+    "1 day and 1 hour ago" was two days back between midnight and 1 a.m. there."""
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return timezone.now() - (start - timedelta(days=days_back) + timedelta(hours=hours))
+
+
 def ask(page: Any, text: str) -> None:
     from playwright.sync_api import expect
 
@@ -81,7 +89,7 @@ def test_conversations_sidebar_urls_branches_and_organising(
     from playwright.sync_api import expect
 
     user = make_user("yuna")
-    conversation(user, "from yesterday", 1, ago=timedelta(days=1, hours=1))
+    conversation(user, "from yesterday", 1, ago=since_local_day(1, hours=12))
     conversation(user, "earlier this week", 1, ago=timedelta(days=4))
     conversation(user, "last month", 1, ago=timedelta(days=40))
     context = logged_in_context(browser, server, user, viewport={"width": 1280, "height": 800})
@@ -209,7 +217,11 @@ def test_korean_phone_drawer_markdown_answer_and_retry(
     from playwright.sync_api import expect
 
     user = make_user("minseo")
-    failed = conversation(user, "실패한 답변", 1, ago=timedelta(hours=1), last_status="failed")
+    # An hour ago, or just after midnight if that was yesterday: the group below is today's.
+    earlier = min(
+        timedelta(hours=1), max(since_local_day(0, hours=0) - timedelta(seconds=1), timedelta(0))
+    )
+    failed = conversation(user, "실패한 답변", 1, ago=earlier, last_status="failed")
     context = logged_in_context(
         browser, server, user, locale="ko-KR", viewport={"width": 390, "height": 844}
     )
