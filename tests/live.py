@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -73,6 +74,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def as_from_a_terminal() -> None:
+    """`preexec_fn` for a child a test stops with SIGINT, as Ctrl-C would: a run started in the
+    background by a shell without job control (`make test &`) ignores SIGINT, and a child
+    inherits that (and a blocked mask), so Python installed no Ctrl-C handler in it and the
+    SIGINT did nothing (the child was killed after the test's timeout instead)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def server_env(**extra: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from sessions_app.gate import admission, services
 from sessions_app.gate.admission import get_manager
 from sessions_app.management.commands.queue_status import CLEAR
 from sessions_app.models import ApiToken, AuditEvent, ChatSession, GateSettings, hash_token
-from tests.live import ROOT, server_env
+from tests.live import ROOT, as_from_a_terminal, server_env
 
 pytestmark = pytest.mark.django_db
 
@@ -234,11 +234,6 @@ def test_create_api_token_errors():
         run("create_api_token", "dup", "--owner", "svc")
 
 
-def _interruptible() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def test_queue_status_watch_stops_cleanly_on_ctrl_c(transactional_db, tmp_path):
     """The real thing: a separate process, a real SIGINT, no traceback, exit status 0."""
     out_path = tmp_path / "watch.out"
@@ -249,10 +244,7 @@ def test_queue_status_watch_stops_cleanly_on_ctrl_c(transactional_db, tmp_path):
             env=server_env(),
             stdout=out,
             stderr=err,
-            # As a terminal starts it. A run started in the background by a shell without job
-            # control (`make test &`) ignores SIGINT, and a child inherits that (and a blocked
-            # mask): Python then installs no Ctrl-C handler and the SIGINT below did nothing.
-            preexec_fn=_interruptible,
+            preexec_fn=as_from_a_terminal,  # the SIGINT below must reach it as Ctrl-C
         )
         try:
             deadline = time.monotonic() + 30

@@ -25,7 +25,7 @@ from django.db import connections
 from sessions_app.gate import journal, services
 from sessions_app.gate.admission import get_manager
 from sessions_app.models import ChatSession
-from tests.live import server_env
+from tests.live import as_from_a_terminal, server_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +147,7 @@ def test_the_sweepers_writer_records_changes_and_tells_people_promptly(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,  # stopped with SIGINT below
     )
     try:
         # Once its start-up reconcile is done (which writes the journal too), only the
