@@ -112,11 +112,11 @@ class SlotWakeups:
             await asyncio.wait({entry.future}, timeout=timeout)
         finally:
             claimed = self._withdraw(entry)
-        if claimed and not entry.future.done():
-            # The listener is asking for us right now; its answer may be a grant, which must
-            # not be lost (asking again ourselves would queue us again behind our own lease).
-            return await entry.future
-        return entry.future.result() if entry.future.done() else None
+        if not claimed:
+            return None  # only the listener resolves the future, and only what it claimed
+        # The listener asked for us, or is asking right now: its answer may be a grant, which
+        # must not be lost (asking again ourselves would queue us again behind our own lease).
+        return await entry.future
 
     def _withdraw(self, entry: _Entry) -> bool:
         """Takes the entry out of the listener's reach; True if an ask for it is in flight or
@@ -179,9 +179,11 @@ class SlotWakeups:
             entry.ask.settled.set()
 
 
-def _resolve(future: asyncio.Future[tuple[SlotResult, int] | None], value: object) -> None:
+def _resolve(
+    future: asyncio.Future[tuple[SlotResult, int] | None], value: tuple[SlotResult, int] | None
+) -> None:
     if not future.done():
-        future.set_result(value)  # type: ignore[arg-type]
+        future.set_result(value)
 
 
 def release_after_ask(manager: AdmissionManager, ask: SlotAsk) -> bool:
