@@ -33,6 +33,18 @@ def other_process(redis_url: str) -> AdmissionManager:
     return AdmissionManager(redis.Redis.from_url(redis_url), mine.keys)
 
 
+def slot_held_elsewhere(
+    redis_url: str, waiters: int
+) -> tuple[str, list[str], AdmissionManager, SlotResult]:
+    """Limit 1, its slot held by another process: (the holder, `waiters` other open sessions,
+    that process's manager, the held grant)."""
+    get_manager().set_limits({"max_concurrent_queries": 1})
+    holder, *others = open_sessions(1 + waiters)
+    other = other_process(redis_url)
+    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    return holder, others, other, held
+
+
 async def wait_listening(manager: AdmissionManager) -> None:
     wakeups = handoff.wakeups_for(manager)
     for _ in range(200):
@@ -43,10 +55,7 @@ async def wait_listening(manager: AdmissionManager) -> None:
 
 
 def test_a_slot_freed_by_another_process_wakes_the_waiter_at_once(redis_url: str) -> None:
-    get_manager().set_limits({"max_concurrent_queries": 1})
-    holder, waiter = open_sessions(2)
-    other = other_process(redis_url)
-    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
     assert held.outcome == "granted"
 
     async def scenario() -> float:
@@ -79,10 +88,7 @@ def test_a_slot_freed_by_another_process_wakes_the_waiter_at_once(redis_url: str
 
 def test_woken_waiters_are_still_served_in_the_order_they_asked(redis_url: str) -> None:
     """Every waiter is woken by each release; the script alone picks who gets the slot."""
-    get_manager().set_limits({"max_concurrent_queries": 1})
-    holder, *waiters = open_sessions(4)
-    other = other_process(redis_url)
-    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    holder, waiters, other, held = slot_held_elsewhere(redis_url, 3)
     order: list[str] = []
 
     async def scenario() -> None:
@@ -138,10 +144,7 @@ def listener_asks(
 def test_one_release_costs_the_listener_one_ask_per_waiter_up_to_the_first_told_to_wait(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    get_manager().set_limits({"max_concurrent_queries": 1})
-    holder, *waiters = open_sessions(5)
-    other = other_process(redis_url)
-    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
+    holder, waiters, other, held = slot_held_elsewhere(redis_url, 4)
     outcomes = listener_asks(monkeypatch)
     granted: list[str] = []
 
@@ -183,24 +186,13 @@ def test_one_release_costs_the_listener_one_ask_per_waiter_up_to_the_first_told_
     other.client.close()
 
 
-def one_slot_held_one_waiter(
-    redis_url: str,
-) -> tuple[str, str, AdmissionManager, SlotResult, threading.Event]:
-    """Limit 1, its slot held by another process: (holder, waiter, that process's manager,
-    the held grant, a gate for the listener's asks)."""
-    get_manager().set_limits({"max_concurrent_queries": 1})
-    holder, waiter = open_sessions(2)
-    other = other_process(redis_url)
-    held = other.acquire_slot(holder, waiter_id=f"{holder}:x", hold_seconds=0)
-    return holder, waiter, other, held, threading.Event()
-
-
 def test_a_grant_made_while_the_waiter_is_cancelled_is_given_back(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The listener is mid-ask when the waiter's task is cancelled (a Stop, a closed page): the
     release waits for that ask, so its grant is released instead of holding a slot nobody uses."""
-    holder, waiter, other, held, gate = one_slot_held_one_waiter(redis_url)
+    holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
+    gate = threading.Event()
     outcomes = listener_asks(monkeypatch, gate)
 
     async def scenario() -> None:
@@ -241,7 +233,8 @@ def test_a_waiter_whose_poll_ends_during_the_listeners_ask_takes_its_grant(
 ) -> None:
     """The waiter's own poll comes due while the listener asks for it: it waits for that answer
     (a grant) instead of asking again, which would queue it behind its own lease."""
-    holder, waiter, other, held, gate = one_slot_held_one_waiter(redis_url)
+    holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
+    gate = threading.Event()
     outcomes = listener_asks(monkeypatch, gate)
 
     async def scenario() -> str:
