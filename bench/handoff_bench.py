@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -147,26 +148,30 @@ async def run_mode(mode: str, base_url: str, people: int, seconds: float) -> dic
     return {"completed": completed, "gaps": gaps}
 
 
+def _model_server(latency: float, chunks: int) -> ModelServer:
+    """A model server on a free loopback port, serving from a thread of this process."""
+    server = ModelServer(("127.0.0.1", 0), _Handler)
+    server.latency, server.chunks = latency, chunks
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def serve_model(latency: float, chunks: int) -> None:
     """The model server's own process: prints its port, serves until stdin closes."""
     # This module loaded Django, which a model server does not carry: freeze it, or each full
     # collection walks all of it while answers wait for their first pieces.
     gc.collect()
     gc.freeze()
-    server = ModelServer(("127.0.0.1", 0), _Handler)
-    server.latency, server.chunks = latency, chunks
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _model_server(latency, chunks)
     print(server.server_address[1], flush=True)
     sys.stdin.read()  # the benchmark ended (or died): so do we
     server.shutdown()
 
 
-def start_model_server(args: argparse.Namespace) -> tuple[str, Any]:
+def start_model_server(args: argparse.Namespace) -> tuple[str, Callable[[], None]]:
     """(base URL, a stop function) for the model server, in its own process or a thread."""
     if args.model_server == "thread":
-        server = ModelServer(("127.0.0.1", 0), _Handler)
-        server.latency, server.chunks = args.latency, args.chunks
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = _model_server(args.latency, args.chunks)
         return f"http://127.0.0.1:{server.server_address[1]}/v1", server.shutdown
     command = [sys.executable, __file__, "--serve-model"]
     command += ["--latency", str(args.latency), "--chunks", str(args.chunks)]
