@@ -4,6 +4,7 @@ everything at once."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -97,3 +98,37 @@ def test_a_reader_in_the_process_sees_its_requests_at_once() -> None:
     Client().get("/api/v1/session/status")  # 401, counted under its route
     routes = metrics.endpoint_routes()  # writes the tally first
     assert "/api/v1/session/status" in routes
+
+
+def test_a_reader_waits_for_a_write_the_writer_thread_has_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer thread has taken the sums and is still sending them when a reader flushes:
+    the reader's flush returns only once they are in Redis, so the reader sees them."""
+    tally.flush()
+    manager = get_manager()
+    tally.add(**REQUESTS[0], seconds=0.01)
+    real_pipeline = manager.client.pipeline
+    sending = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        if threading.current_thread().name == "writer-in-flight":
+            real_execute = pipe.execute
+
+            def execute() -> Any:
+                sending.set()
+                time.sleep(0.5)  # a write still on its way
+                return real_execute()
+
+            pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(manager.client, "pipeline", slow)
+    writer = threading.Thread(target=tally.flush, args=(manager,), name="writer-in-flight")
+    writer.start()
+    assert sending.wait(5)
+    tally.flush(manager)  # a reader: nothing left to take, but one write in flight
+    total = manager.client.hget(manager.keys.metrics_endpoints(), "/api/v1/session/create|POST|n")
+    writer.join()
+    assert total is not None and int(total) == 1
