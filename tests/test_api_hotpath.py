@@ -4,7 +4,9 @@ rules it skips asking about every time still hold.
 - A service token is looked up in SQL once per process per API_TOKEN_CACHE_SECONDS; a revoke
   through `api_token_revoke` (or the admin) is seen by this process at once.
 - A rate check is one Redis round trip: windows follow Redis's clock through an offset measured
-  now and then, not a TIME call per check.
+  now and then, not a TIME call per check. A create counts its token's and its person's budget
+  in that one round trip, and a budget that refuses stops the count.
+- The named person is read with one prebuilt statement, into the same model the ORM makes.
 - Through a real daphne, the views run on the process's API pool: a pool thread keeps its
   database connection, and a burst larger than the pool is answered in full.
 """
@@ -24,6 +26,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from sessions_app import ratelimit
+from sessions_app.api.auth import user_named
 from sessions_app.api.tokens import api_token_revoke
 from sessions_app.gate.admission import get_manager
 from sessions_app.models import ApiToken
@@ -88,6 +91,60 @@ def test_a_rate_check_is_one_round_trip_on_redis_clock(monkeypatch: pytest.Monke
     # The window is Redis's: the counted key is the one Redis's own clock names.
     window = int(real_time() // 60)
     assert manager.client.get(manager.keys.rate("t", "ada", window)) in (b"5", None)
+
+
+@pytest.mark.django_db
+def test_budgets_are_counted_in_order_and_a_refusal_stops_the_count() -> None:
+    manager = get_manager()
+    token = ratelimit.Limit("tok", "t1", 1)
+    person = ratelimit.Limit("person", "ada", 5)
+    assert ratelimit.rate_check_all([token, person])[0] is None
+    refused, decision = ratelimit.rate_check_all([token, person])
+    assert refused is token and not decision.allowed and decision.count == 2
+    window = int(ratelimit.server_now() // 60)
+    assert manager.client.get(manager.keys.rate("person", "ada", window)) == b"1"
+    assert 60 < manager.client.ttl(manager.keys.rate("tok", "t1", window)) <= 120
+
+    refused, _decision = ratelimit.rate_check_all([ratelimit.Limit("tok", "t2", 9), person])
+    assert refused is None
+    assert manager.client.get(manager.keys.rate("tok", "t2", window)) == b"1"
+
+
+@pytest.mark.django_db
+def test_a_create_for_a_known_person_counts_both_budgets_in_one_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = get_user_model().objects.create_user("gateway")
+    _row, raw = ApiToken.issue(name="gateway", owner=owner, can_act_for_users=True)
+    get_user_model().objects.create_user("ada")
+    calls: list[int] = []
+    real = ratelimit.COUNT
+
+    def counted(keys: list[str], args: list[Any], client: Any) -> Any:
+        calls.append(len(keys))
+        return real(keys=keys, args=args, client=client)
+
+    monkeypatch.setattr(ratelimit, "COUNT", counted)
+    assert _create(raw, "ada").status_code == 201
+    assert calls == [2]
+    calls.clear()
+    assert _create(raw, "newcomer").status_code == 201  # the token's budget before provisioning
+    assert calls == [1, 1]
+
+
+@pytest.mark.django_db
+def test_the_named_person_is_the_model_the_orm_reads_in_one_query() -> None:
+    User = get_user_model()
+    User.objects.create_user("ada", email="ada@example.com")
+    with CaptureQueriesContext(connection) as queries:
+        found = user_named("ada")
+        missing = user_named("nobody")
+    assert len(queries.captured_queries) == 2 and missing is None
+    expected = User.objects.get(username="ada")
+    fields = [f.attname for f in User._meta.concrete_fields]
+    assert [getattr(found, f) for f in fields] == [getattr(expected, f) for f in fields]
+    assert found.date_joined.tzinfo is not None and found.is_active is True  # converters ran
+    assert found._state.adding is False and found._state.db == "default"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,6 +5,7 @@ application saw it, and a good one was parsed a second time for nothing."""
 
 from __future__ import annotations
 
+import io
 import socket
 from pathlib import Path
 
@@ -46,3 +47,18 @@ def test_a_malformed_multipart_body_gets_the_api_s_json_error(tmp_path: Path) ->
     assert status_line == b"HTTP/1.1 400 Bad Request"
     assert b"Content-Type: application/json" in rest, answer[:300]
     assert b"Send the request body as JSON" in rest, answer[:300]
+
+
+def test_twisted_formats_no_second_access_log_line() -> None:
+    """Daphne's factory writes no Twisted combined-log line (daphne logs the request itself)."""
+    from daphne.http_protocol import HTTPFactory
+
+    from sessions_app import daphne_requests
+
+    daphne_requests.apply()
+    factory = HTTPFactory(server=None)
+    formatted: list[object] = []
+    factory._logFormatter = lambda *args: formatted.append(args) or "line"
+    factory._logFile = io.StringIO()
+    factory.log(object())
+    assert formatted == [] and factory._logFile.getvalue() == ""

@@ -15,6 +15,7 @@ Two ways in, never mixed in one request:
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -190,6 +191,16 @@ def subject_for(caller: Caller, user_id: str | None, *, provision: bool, in_path
     `provision` creates a missing user (create only); otherwise a missing user is a 404.
     A malformed name is a 400 in a body and a 404 in a path (no such resource).
     """
+    user = named_subject(caller, user_id, in_path=in_path)
+    if user is None:
+        if not provision:
+            raise not_found(f"No user named {user_id!r}.")
+        user = provision_user(str(user_id))
+    return user
+
+
+def named_subject(caller: Caller, user_id: str | None, *, in_path: bool) -> Any | None:
+    """`subject_for` without provisioning: None when the named user does not exist (yet)."""
     if user_id is None or user_id == "":
         return caller.user
     normal = unicodedata.normalize("NFKC", user_id)
@@ -215,19 +226,37 @@ def subject_for(caller: Caller, user_id: str | None, *, provision: bool, in_path
             "You may act only on your own session. Naming another user_id needs an API token "
             "with the act-for-users permission."
         )
-    User = get_user_model()
-    lookup = {User.USERNAME_FIELD: user_id}
-    user = User._default_manager.filter(**lookup).first()
-    if user is None:
-        if not provision:
-            raise not_found(f"No user named {user_id!r}.")
-        user = _provision(user_id)
-    if not user.is_active:
+    user = user_named(user_id)
+    if user is not None and not user.is_active:
         raise forbidden(f"The account {user_id!r} is deactivated.")
     return user
 
 
-def _provision(username: str) -> Any:
+@functools.cache
+def _user_named_sql(alias: str) -> str:
+    User = get_user_model()
+    quote = connections[alias].ops.quote_name
+    fields = User._meta.concrete_fields
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    name = quote(str(next(f.column for f in fields if f.name == User.USERNAME_FIELD)))
+    return f"SELECT {columns} FROM {quote(User._meta.db_table)} WHERE {name} = %s"
+
+
+def user_named(username: str) -> Any | None:
+    """The user with this username, or None.
+
+    A raw query with SQL built once per process: `filter(...).first()` compiled its SQL anew
+    on every call, 0.7 ms against 0.23 ms here, and was 13% of a daphne's CPU per API create
+    (README, "P9"). `raw()` still makes the model the ORM's way (field converters, `from_db`).
+    """
+    User = get_user_model()
+    alias = router.db_for_read(User)
+    for user in User._default_manager.db_manager(alias).raw(_user_named_sql(alias), [username]):
+        return user
+    return None
+
+
+def provision_user(username: str) -> Any:
     """Creates a person named by a trusted service; two concurrent creates both get it."""
     User = get_user_model()
     try:

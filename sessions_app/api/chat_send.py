@@ -33,12 +33,18 @@ from sessions_app import conf, notifications
 from sessions_app.api import chat_views
 from sessions_app.api.auth import Caller, authenticate, subject_for
 from sessions_app.api.errors import ApiError, bad_request, not_found, unavailable
-from sessions_app.api.views import _json_body, _rate_limited
+from sessions_app.api.views import (
+    _json_body,
+    _rate_limited,
+    person_create_limit,
+    token_create_limit,
+)
 from sessions_app.chat import answering, frames, messages, runner
 from sessions_app.chat.conversations import ConversationNotFound
 from sessions_app.gate import eta, selectors, services
 from sessions_app.gate.admission import GateUnavailable
 from sessions_app.models import ChatMessage
+from sessions_app.ratelimit import Limit
 
 logger = logging.getLogger(__name__)
 
@@ -172,18 +178,7 @@ def seat_for_asking(caller: Caller, subject: Any) -> str:
     if seat_id is None:
         if caller.token is None:
             raise _no_seat()
-        _rate_limited(
-            "api_create_token",
-            str(caller.token.pk),
-            int(conf.get("API_TOKEN_CREATE_RATE_PER_MINUTE")),
-            f"this token ({caller.token.name})",
-        )
-        _rate_limited(
-            "api_create_user",
-            str(subject.pk),
-            int(conf.get("API_CREATE_RATE_PER_MINUTE")),
-            subject.get_username(),
-        )
+        _rate_limited(*token_create_limit(caller), person_create_limit(subject))
         opened = services.session_open(user=subject, via=caller.via)
         seat_id, state, position = opened.session_id, opened.state, opened.position
     else:
@@ -209,12 +204,8 @@ def _send_question(request: HttpRequest, session_id: str, caller: Caller, subjec
     data = _json_body(request)
     content, metadata = _question(data)
     conversation = chat_views._conversation(subject, session_id)  # 404 before any seat work
-    _rate_limited(
-        "chat",
-        str(subject.pk),
-        int(conf.get("CHAT_RATE_PER_MINUTE")),
-        subject.get_username(),
-    )
+    chat_limit = int(conf.get("CHAT_RATE_PER_MINUTE"))
+    _rate_limited((Limit("chat", str(subject.pk), chat_limit), subject.get_username()))
     seat_id = seat_for_asking(caller, subject)
     try:
         asked = messages.message_ask(

@@ -35,12 +35,18 @@ from django.http.request import RawPostDataException
 from django.views.decorators.csrf import csrf_exempt
 
 from sessions_app import conf
-from sessions_app.api.auth import authenticate, subject_for
+from sessions_app.api.auth import (
+    Caller,
+    authenticate,
+    named_subject,
+    provision_user,
+    subject_for,
+)
 from sessions_app.api.errors import ApiError, bad_request, forbidden, json_view, not_found
 from sessions_app.api.schema import openapi_document
 from sessions_app.gate import eta, selectors, services
 from sessions_app.models import ChatSession
-from sessions_app.ratelimit import rate_check
+from sessions_app.ratelimit import Limit, rate_check_all
 
 # A service token opens sessions for many people, so it gets a larger budget than one person.
 # Lists in `status` are for dashboards, not exports: bounded so one call stays cheap.
@@ -180,16 +186,34 @@ def _optional_string(data: dict[str, Any], name: str, max_length: int) -> str | 
     return value
 
 
-def _rate_limited(scope: str, ident: str, limit: int, who: str) -> None:
-    decision = rate_check(scope=scope, ident=ident, limit=limit)
-    if not decision.allowed:
+def _rate_limited(*checks: tuple[Limit, str]) -> None:
+    """Counts the call against each (limit, whose budget it is) in order, in one round trip;
+    the first one spent is a 429 naming whose budget it was."""
+    refused, decision = rate_check_all([limit for limit, _who in checks])
+    if refused is not None:
+        who = next(who for limit, who in checks if limit is refused)
         raise ApiError(
             429,
             "RATE_LIMIT",
-            f"Too many session requests for {who}: at most {limit} a minute. "
+            f"Too many session requests for {who}: at most {refused.limit} a minute. "
             f"Try again in {decision.retry_after} s.",
             retry_after=decision.retry_after,
         )
+
+
+def token_create_limit(caller: Caller) -> list[tuple[Limit, str]]:
+    """A token's budget of creates (and seat-taking questions); none for a browser."""
+    if caller.token is None:
+        return []
+    limit = int(conf.get("API_TOKEN_CREATE_RATE_PER_MINUTE"))
+    who = f"this token ({caller.token.name})"
+    return [(Limit("api_create_token", str(caller.token.pk), limit), who)]
+
+
+def person_create_limit(subject: Any) -> tuple[Limit, str]:
+    """A person's budget of creates (and seat-taking questions)."""
+    limit = int(conf.get("API_CREATE_RATE_PER_MINUTE"))
+    return Limit("api_create_user", str(subject.pk), limit), subject.get_username()
 
 
 def _live_session_of(subject: Any) -> str:
@@ -230,17 +254,15 @@ def session_create(request: HttpRequest) -> HttpResponse:
     data = _json_body(request)
     user_id = _optional_string(data, "user_id", 150)
     client_ref = _optional_string(data, "session_id", CLIENT_REF_MAX) or ""
-    per_user = int(conf.get("API_CREATE_RATE_PER_MINUTE"))
-    if caller.token is not None:
-        # Checked before a user is provisioned, so a runaway service cannot mint accounts.
-        _rate_limited(
-            "api_create_token",
-            str(caller.token.pk),
-            int(conf.get("API_TOKEN_CREATE_RATE_PER_MINUTE")),
-            f"this token ({caller.token.name})",
-        )
-    subject = subject_for(caller, user_id, provision=True, in_path=False)
-    _rate_limited("api_create_user", str(subject.pk), per_user, subject.get_username())
+    subject = named_subject(caller, user_id, in_path=False)
+    if subject is None:
+        # The token's budget is spent before a user is provisioned, so a runaway service
+        # cannot mint accounts; then the new person's is counted.
+        _rate_limited(*token_create_limit(caller))
+        subject = provision_user(str(user_id))
+        _rate_limited(person_create_limit(subject))
+    else:
+        _rate_limited(*token_create_limit(caller), person_create_limit(subject))
     outcome = services.session_open(user=subject, via=caller.via, client_session_id=client_ref)
     stored_ref = outcome.client_session_id
     if not outcome.created and client_ref and stored_ref and client_ref != stored_ref:
