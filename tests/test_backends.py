@@ -203,6 +203,86 @@ async def _client_of_a_new_loop() -> httpx.AsyncClient:
     return openai_backend.shared_client()
 
 
+class KeepAliveModelServer(ThreadingHTTPServer):
+    """HTTP/1.1 with chunked bodies, as vLLM and Ollama serve: the body's end comes a moment
+    after `data: [DONE]` (`tail_seconds`), or never (`tail_seconds` None)."""
+
+    daemon_threads = True
+
+    def __init__(self, tail_seconds: float | None) -> None:
+        super().__init__(("127.0.0.1", 0), _ChunkedHandler)
+        self.tail_seconds = tail_seconds
+        self.connections = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)
+
+
+class _ChunkedHandler(BaseHTTPRequestHandler):
+    server: KeepAliveModelServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = {"choices": [{"index": 0, "delta": {"content": "hello"}}]}
+        for data in (f"data: {json.dumps(chunk)}\n\n".encode(), b"data: [DONE]\n\n"):
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        if self.server.tail_seconds is None:
+            threading.Event().wait(5)  # a server that holds the body open after [DONE]
+            self.close_connection = True
+            return
+        threading.Event().wait(self.server.tail_seconds)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+@pytest.fixture
+def keepalive_server(request: pytest.FixtureRequest) -> Iterator[KeepAliveModelServer]:
+    server = KeepAliveModelServer(request.param)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("keepalive_server", [0.05], indirect=True)
+async def test_openai_answers_reuse_one_connection_to_the_model_server(
+    keepalive_server: KeepAliveModelServer,
+) -> None:
+    """The body's end follows [DONE] after a moment: an answer reads it, so the connection
+    goes back to the pool (closed at [DONE], every answer opened a new one)."""
+    backend = OpenAIBackend(
+        base_url=f"http://127.0.0.1:{keepalive_server.server_address[1]}/v1", model="m"
+    )
+    for _ in range(3):
+        pieces, _end = await collect(backend, [ChatTurn("user", "hi")])
+        assert pieces == ["hello"]
+    assert keepalive_server.connections == 1
+
+
+@pytest.mark.parametrize("keepalive_server", [None], indirect=True)
+async def test_openai_an_answer_ends_soon_when_the_body_stays_open_after_done(
+    keepalive_server: KeepAliveModelServer,
+) -> None:
+    backend = OpenAIBackend(
+        base_url=f"http://127.0.0.1:{keepalive_server.server_address[1]}/v1", model="m"
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    pieces, _end = await collect(backend, [ChatTurn("user", "hi")])
+    assert pieces == ["hello"]
+    assert loop.time() - started < openai_backend.DRAIN_SECONDS + 1.0
+
+
 async def test_echo_is_deterministic_and_counts_tokens() -> None:
     pieces, end = await collect(EchoBackend(token_delay=0), [ChatTurn("user", "a  b c")])
     assert pieces == ["Echo:", " a", "  b", " c"] == echo_reply("a  b c")
