@@ -67,7 +67,8 @@ pytest: install browser-deps server-deps
 POSTGRES_TESTS := tests/test_prod_database.py tests/test_services.py tests/test_journal.py \
 	tests/test_prod_burst.py tests/test_prod_api_presence.py tests/test_conversations.py \
 	tests/test_consumers_conversations.py tests/test_conversation_migration.py \
-	tests/test_reconcile.py tests/test_recovery.py tests/test_message_sweep.py tests/test_alerts.py
+	tests/test_reconcile.py tests/test_recovery.py tests/test_message_sweep.py tests/test_alerts.py \
+	tests/test_api_hotpath.py
 pytest-postgres: install server-deps
 	@if [[ "$${DATABASE_URL:-}" == postgres* ]]; then \
 		CHATGATE_TESTING=1 $(BIN)/python -m pytest $(POSTGRES_TESTS) $(PYTEST_ARGS); \

@@ -27,6 +27,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, connections, router, transaction
+from django.db.models.expressions import Col
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
@@ -233,27 +234,43 @@ def named_subject(caller: Caller, user_id: str | None, *, in_path: bool) -> Any 
 
 
 @functools.cache
-def _user_named_sql(alias: str) -> str:
+def _user_query(alias: str) -> tuple[str, list[str], list[Col]]:
+    """(SQL, attribute names, columns) reading one user by username, built once per process."""
     User = get_user_model()
     quote = connections[alias].ops.quote_name
     fields = User._meta.concrete_fields
+    table = User._meta.db_table
     columns = ", ".join(quote(str(field.column)) for field in fields)
     name = quote(str(next(f.column for f in fields if f.name == User.USERNAME_FIELD)))
-    return f"SELECT {columns} FROM {quote(User._meta.db_table)} WHERE {name} = %s"
+    sql = f"SELECT {columns} FROM {quote(table)} WHERE {name} = %s"
+    return sql, [field.attname for field in fields], [field.get_col(table) for field in fields]
 
 
 def user_named(username: str) -> Any | None:
     """The user with this username, or None.
 
-    A raw query with SQL built once per process: `filter(...).first()` compiled its SQL anew
-    on every call, 0.7 ms against 0.23 ms here, and was 13% of a daphne's CPU per API create
-    (README, "P9"). `raw()` still makes the model the ORM's way (field converters, `from_db`).
+    One statement built once per process: `filter(...).first()` compiled its SQL anew on every
+    call (0.72 ms against 0.1 ms here) and was 13% of a daphne's CPU per API create (README,
+    "P9"). The row becomes a model the ORM's way: each column through the backend's and the
+    field's converters (SQLite's text dates, 0/1 booleans), then `Model.from_db`.
     """
     User = get_user_model()
     alias = router.db_for_read(User)
-    for user in User._default_manager.db_manager(alias).raw(_user_named_sql(alias), [username]):
-        return user
-    return None
+    connection = connections[alias]
+    sql, names, columns = _user_query(alias)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [username])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for value, column in zip(row, columns, strict=True):
+        for convert in connection.ops.get_db_converters(column) + column.get_db_converters(
+            connection
+        ):
+            value = convert(value, column, connection)
+        values.append(value)
+    return User.from_db(alias, names, values)
 
 
 def provision_user(username: str) -> Any:
