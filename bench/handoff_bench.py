@@ -15,7 +15,9 @@ real Redis) around OpenAIBackend.stream.
 
 P6 handoff: an answer ends (its last piece arrived and its slot was given back) -> the next
 waiting question's first piece arrives; paired in order (the i-th end with the (i+slots)-th
-start), steady state only. Goal p99 <= 50 ms.
+start), steady state only. Goal p99 <= 50 ms. The direct clients' line is the same measure
+without a gate (an answer ends -> that client's next answer's first piece): what the model
+server and the HTTP client take by themselves, in the same run.
 P7 answers completed in --seconds, against slots x seconds / latency. Goal >= 95%.
 """
 
@@ -134,9 +136,13 @@ async def run_mode(mode: str, base_url: str, people: int, seconds: float) -> dic
     async def direct(n: int) -> None:
         nonlocal completed
         while loop.time() < stop_at:
+            first = True
             async for _ in backend.stream([ChatTurn("user", "hi")], StreamEnd()):
-                pass
-            if loop.time() <= stop_at:
+                if first:
+                    starts.append(loop.time())
+                    first = False
+            ends.append(loop.time())
+            if ends[-1] <= stop_at:
                 completed += 1
 
     if mode == "direct":
