@@ -189,6 +189,8 @@ def _optional_string(data: dict[str, Any], name: str, max_length: int) -> str | 
 def _rate_limited(*checks: tuple[Limit, str]) -> None:
     """Counts the call against each (limit, whose budget it is) in order, in one round trip;
     the first one spent is a 429 naming whose budget it was."""
+    if not checks:
+        return
     refused, decision = rate_check_all([limit for limit, _who in checks])
     if refused is not None:
         who = next(who for limit, who in checks if limit is refused)
