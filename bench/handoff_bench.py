@@ -117,38 +117,31 @@ async def run_mode(mode: str, base_url: str, people: int, seconds: float) -> dic
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + seconds
     starts: list[float] = []  # first piece of an answer arrived
-    ends: list[float] = []  # an answer's slot was given back
+    ends: list[float] = []  # an answer ended (through the gate: and its slot was given back)
     completed = 0
 
-    async def through_gate(sid: str) -> None:
+    async def answer() -> None:
+        first = True
+        async for _ in backend.stream([ChatTurn("user", "hi")], StreamEnd()):
+            if first:
+                starts.append(loop.time())
+                first = False
+
+    async def ask_again_and_again(sid: str | None) -> None:
+        """Asks again as soon as answered: through the gate for a session, else directly."""
         nonlocal completed
         while loop.time() < stop_at:
-            async with generation.generation_slot(session_id=sid, timeout=120):
-                first = True
-                async for _ in backend.stream([ChatTurn("user", "hi")], StreamEnd()):
-                    if first:
-                        starts.append(loop.time())
-                        first = False
+            if sid is None:
+                await answer()
+            else:
+                async with generation.generation_slot(session_id=sid, timeout=120):
+                    await answer()
             ends.append(loop.time())
             if ends[-1] <= stop_at:
                 completed += 1
 
-    async def direct(n: int) -> None:
-        nonlocal completed
-        while loop.time() < stop_at:
-            first = True
-            async for _ in backend.stream([ChatTurn("user", "hi")], StreamEnd()):
-                if first:
-                    starts.append(loop.time())
-                    first = False
-            ends.append(loop.time())
-            if ends[-1] <= stop_at:
-                completed += 1
-
-    if mode == "direct":
-        await asyncio.gather(*(direct(n) for n in range(SLOTS)))
-    else:
-        await asyncio.gather(*(through_gate(sid) for sid in sessions))
+    askers = [None] * SLOTS if mode == "direct" else sessions
+    await asyncio.gather(*(ask_again_and_again(sid) for sid in askers))
     # Steady state: the i-th end frees the slot the (i + SLOTS)-th start takes.
     gaps = [
         (starts[i + SLOTS] - ends[i]) * 1000
