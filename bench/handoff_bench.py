@@ -102,6 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+async def poll_only(self: Any, timeout: float, *, waiter_id: str) -> None:
+    """The old mode's waiters: no push, only the poll."""
+    await asyncio.sleep(timeout)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -210,14 +215,16 @@ def main() -> None:
     print(f"{SLOTS} slots, {args.people} people, answers of {args.latency} s, {args.seconds} s")
     print(f"load: {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} cores)")
     shared_client = openai_backend.shared_client
+    pushed = handoff.SlotWakeups.wait
     for mode in args.modes.split(","):
         if mode == "old":
-            # Before issue 11: a new HTTP client per answer, and waiters only poll (50 ms).
+            # As before issue 11: a new HTTP client per answer, and waiters hear of a freed
+            # slot only by polling (every 50 ms).
             openai_backend.shared_client = lambda: httpx.AsyncClient()  # type: ignore[assignment]
-            handoff.WAKE_PLACES = 0
+            handoff.SlotWakeups.wait = poll_only  # type: ignore[method-assign]
         else:
             openai_backend.shared_client = shared_client
-            handoff.WAKE_PLACES = SLOTS
+            handoff.SlotWakeups.wait = pushed  # type: ignore[method-assign]
         result = asyncio.run(run_mode(mode, base_url, args.people, args.seconds))
         gaps = result["gaps"]
         share = result["completed"] / ideal

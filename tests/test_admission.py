@@ -6,6 +6,7 @@ import pytest
 
 from sessions_app.gate.admission import AdmissionManager
 from sessions_app.gate.keys import RedisKeys
+from sessions_app.gate.slots import parse_grants
 
 T0 = 1_000_000.0
 
@@ -291,3 +292,66 @@ def test_without_limits_in_redis_the_recorded_ones_are_put_back_first(redis_clie
     assert manager.open("first", now=T0).state == "active"
     assert manager.open("second", now=T0).state == "queued"  # limit 1, not the default 20
     assert asked == [True]
+
+
+def test_a_freed_slot_is_handed_to_the_front_waiter_in_the_same_call(manager):
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
+    a, b, c = fill(manager, 3)
+    held = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    mine = manager.acquire_slot(b, waiter_id=f"{b}:1", lease_id="lease-b", now=T0)
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0).place == 2
+    assert mine.outcome == "wait" and (mine.wait_limit, mine.lease_ttl) == (60, 30)
+    pubsub = manager.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(manager.keys.slot_free)
+    assert manager.release_slot(a, lease_id=held.lease_id, now=T0 + 1)
+    assert manager.live_leases() == {"lease-b"}  # b's own lease id, c still waits
+    message = None
+    for _ in range(10):  # the first read may be the (ignored) subscribe confirmation
+        message = message or pubsub.get_message(timeout=0.5)
+    assert message is not None
+    assert parse_grants(message["data"])[f"{b}:1"].lease_id == "lease-b"
+    pubsub.close()
+    # b's next poll (whatever lease id it passes) is told it holds its slot, not queued again.
+    again = manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0 + 2)
+    assert (again.outcome, again.lease_id) == ("granted", "lease-b")
+    assert manager.counts()["waiting_queries"] == 1  # c only
+
+
+def test_a_waiter_overdue_for_its_poll_is_not_handed_a_slot_but_keeps_its_place(manager):
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
+    a, b, c = fill(manager, 3)
+    held = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    manager.acquire_slot(b, waiter_id=f"{b}:1", poll_within=2, now=T0)
+    manager.acquire_slot(c, waiter_id=f"{c}:1", poll_within=60, now=T0)
+    manager.release_slot(a, lease_id=held.lease_id, now=T0 + 5)  # b promised a poll by T0 + 2
+    assert manager.counts()["in_flight"] == 0  # nobody handed it: c does not jump ahead of b
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0 + 5).outcome == "wait"
+    assert manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0 + 5).outcome == "granted"
+
+
+def test_handing_over_keeps_one_query_per_session_and_skips_ended_sessions(manager):
+    manager.set_limits({"max_active_sessions": 4, "max_concurrent_queries": 2})
+    a, b, c, d = fill(manager, 4)
+    held_a = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    held_d = manager.acquire_slot(d, waiter_id=f"{d}:1", now=T0)
+    manager.acquire_slot(a, waiter_id=f"{a}:2", now=T0)  # a's second question, blocked by a
+    manager.acquire_slot(b, waiter_id=f"{b}:1", now=T0)
+    manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0)
+    manager.close(b, reason="user", now=T0)  # b's question is now of an ended session
+    manager.release_slot(d, lease_id=held_d.lease_id, now=T0 + 1)
+    # a's second question waits for a's first; b's is dropped, not granted; c gets the slot.
+    assert manager.live_leases() == {held_a.lease_id, manager.session_info(c).lease}
+    assert manager.counts()["waiting_queries"] == 1  # a's second question only
+    manager.release_slot(a, lease_id=held_a.lease_id, now=T0 + 2)
+    assert manager.acquire_slot(a, waiter_id=f"{a}:2", now=T0 + 2).outcome == "granted"
+
+
+def test_raising_the_query_limit_hands_the_new_slots_to_waiting_queries(manager):
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
+    a, b, c, d = fill(manager, 4)
+    manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    for sid in (b, c, d):
+        manager.acquire_slot(sid, waiter_id=f"{sid}:1", now=T0)
+    manager.set_limits({"max_concurrent_queries": 3}, now=T0 + 1)
+    assert manager.counts()["in_flight"] == 3
+    assert manager.acquire_slot(d, waiter_id=f"{d}:1", now=T0 + 1).place == 1

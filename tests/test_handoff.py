@@ -14,7 +14,8 @@ from django.contrib.auth.models import User
 
 from sessions_app.chat import generation, handoff
 from sessions_app.gate import services
-from sessions_app.gate.admission import AdmissionManager, SlotResult, get_manager
+from sessions_app.gate.admission import AdmissionManager, get_manager
+from sessions_app.gate.slots import SlotResult
 
 pytestmark = pytest.mark.django_db
 
@@ -120,19 +121,12 @@ def test_woken_waiters_are_still_served_in_the_order_they_asked(redis_url: str) 
     other.client.close()
 
 
-def listener_asks(
-    monkeypatch: pytest.MonkeyPatch, gate: threading.Event | None = None
-) -> list[str]:
-    """Records the outcome of every acquire_slot.lua call the listener thread makes; with a
-    `gate`, each such call first waits for it (an ask held in flight)."""
+def acquire_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records the outcome of every acquire_slot.lua call made in this process."""
     outcomes: list[str] = []
     real = AdmissionManager.acquire_slot
 
     def acquire_slot(self: AdmissionManager, *args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread().name != "slot-handoff":
-            return real(self, *args, **kwargs)
-        if gate is not None:
-            assert gate.wait(10)
         result = real(self, *args, **kwargs)
         outcomes.append(result.outcome)
         return result
@@ -141,11 +135,32 @@ def listener_asks(
     return outcomes
 
 
-def test_one_release_costs_the_listener_one_ask_per_waiter_up_to_the_first_told_to_wait(
+def pushes_held(monkeypatch: pytest.MonkeyPatch, gate: threading.Event) -> None:
+    """The listener hears each grant but wakes nobody until `gate` is set (a slow push)."""
+    real = handoff.SlotWakeups.granted
+
+    def granted(self: handoff.SlotWakeups, grants: dict[str, SlotResult]) -> None:
+        assert gate.wait(10)
+        real(self, grants)
+
+    monkeypatch.setattr(handoff.SlotWakeups, "granted", granted)
+
+
+async def waiting_for(sid: str, places: list[int]) -> None:
+    async def on_wait(place: int) -> None:
+        places.append(place)
+
+    async with generation.generation_slot(
+        session_id=sid, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
+    ):
+        raise AssertionError("this waiter never generates")
+
+
+def test_the_release_itself_grants_the_front_waiter_and_nobody_asks_again(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    holder, waiters, other, held = slot_held_elsewhere(redis_url, 4)
-    outcomes = listener_asks(monkeypatch)
+    holder, waiters, other, held = slot_held_elsewhere(redis_url, 3)
+    outcomes = acquire_calls(monkeypatch)
     granted: list[str] = []
 
     async def scenario() -> None:
@@ -170,6 +185,8 @@ def test_one_release_costs_the_listener_one_ask_per_waiter_up_to_the_first_told_
         await asyncio.sleep(0.2)  # every waiter asleep on its 30 s poll
         outcomes.clear()
         await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
+        # Granted in Redis by the release's own script, before anyone here heard of it.
+        assert get_manager().counts()["in_flight"] == 1
         while not granted:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # time for any further (needless) asks
@@ -178,64 +195,54 @@ def test_one_release_costs_the_listener_one_ask_per_waiter_up_to_the_first_told_
         await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(scenario())
-    # The first waiter got the slot; the second was told to wait, so the third and fourth,
-    # behind it, were not asked for (the old wake-up made every waiter ask: four scripts).
     assert granted == waiters[:1]
-    assert outcomes == ["granted", "wait"], outcomes
-    assert get_manager().counts()["in_flight"] == 0
+    assert outcomes == [], outcomes  # the grant came by push: no script asked for it
+    assert get_manager().counts() == {
+        "active": 4, "queued": 0, "in_flight": 0, "waiting_queries": 0
+    }
     other.client.close()
 
 
-def test_a_grant_made_while_the_waiter_is_cancelled_is_given_back(
+def test_a_grant_handed_to_a_waiter_being_cancelled_is_given_back(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The listener is mid-ask when the waiter's task is cancelled (a Stop, a closed page): the
-    release waits for that ask, so its grant is released instead of holding a slot nobody uses."""
+    """The slot is handed to a waiter whose task is cancelled before the push reaches it (a
+    Stop, a closed page): the cancelled waiter releases its lease by id, so the grant is not
+    left holding a slot nobody uses."""
     holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
     gate = threading.Event()
-    outcomes = listener_asks(monkeypatch, gate)
+    pushes_held(monkeypatch, gate)
 
     async def scenario() -> None:
         places: list[int] = []
-
-        async def on_wait(place: int) -> None:
-            places.append(place)
-
-        async def ask() -> None:
-            async with generation.generation_slot(
-                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
-            ):
-                raise AssertionError("a cancelled waiter never generates")
-
         await wait_listening(get_manager())
-        task = asyncio.create_task(ask())
+        task = asyncio.create_task(waiting_for(waiter, places))
         while not places:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
-        await asyncio.sleep(0.2)  # the listener is now held inside its ask for our waiter
+        assert get_manager().counts()["in_flight"] == 1  # handed to our waiter, who has not heard
         task.cancel()
-        await asyncio.sleep(0.2)
-        gate.set()  # the ask goes through and grants the slot to the cancelled waiter
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=10)
+        gate.set()  # the push arrives after the waiter has gone: it wakes nobody
+        await asyncio.sleep(0.2)
 
     asyncio.run(scenario())
-    assert outcomes == ["granted"]
     counts = get_manager().counts()
     assert counts["in_flight"] == 0, counts  # the grant was released, not left held
     assert counts["waiting_queries"] == 0, counts
     other.client.close()
 
 
-def test_a_waiter_whose_poll_ends_during_the_listeners_ask_takes_its_grant(
+def test_a_waiter_that_misses_the_push_finds_its_grant_on_its_next_poll(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The waiter's own poll comes due while the listener asks for it: it waits for that answer
-    (a grant) instead of asking again, which would queue it behind its own lease."""
+    """No push reaches the waiter (the listener reconnecting): its next poll is told "granted"
+    for the lease handed to it, not queued again behind that lease."""
     holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
-    gate = threading.Event()
-    outcomes = listener_asks(monkeypatch, gate)
+    monkeypatch.setattr(handoff.SlotWakeups, "granted", lambda self, grants: None)
+    outcomes = acquire_calls(monkeypatch)
 
     async def scenario() -> str:
         places: list[int] = []
@@ -255,12 +262,60 @@ def test_a_waiter_whose_poll_ends_during_the_listeners_ask_takes_its_grant(
         while not places:
             await asyncio.sleep(0.01)
         await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
-        await asyncio.sleep(generation.LISTENING_POLL_SECONDS * 3)  # the poll came due meanwhile
-        gate.set()
         return await asyncio.wait_for(task, timeout=10)
 
     lease = asyncio.run(scenario())
-    assert outcomes == ["granted"]
+    assert outcomes[-1] == "granted" and set(outcomes[:-1]) == {"wait"}, outcomes
     assert lease
     assert get_manager().counts()["in_flight"] == 0
+    assert get_manager().counts()["waiting_queries"] == 0
+    other.client.close()
+
+
+def test_a_grant_heard_before_its_waiter_waits_is_kept_for_it(redis_url: str) -> None:
+    """The waiter's poll ("wait") and the release that hands it the slot cross: the listener
+    hears the grant before the waiter starts waiting, and keeps it for that waiter."""
+    wakeups = handoff.wakeups_for(get_manager())
+    grant = SlotResult("granted", lease_id="L1", deadline=1.0)
+
+    async def scenario() -> tuple[SlotResult | None, SlotResult | None]:
+        wakeups.granted({"s:early": grant, "elsewhere:1": grant})
+        started = time.monotonic()
+        mine = await wakeups.wait(SLOW_POLL, waiter_id="s:early")
+        assert time.monotonic() - started < 1.0
+        again = await wakeups.wait(0.05, waiter_id="s:early")  # a grant is kept once only
+        return mine, again
+
+    assert asyncio.run(scenario()) == (grant, None)
+
+
+def test_the_listener_ignores_a_message_that_is_not_grants(
+    redis_url: str,
+) -> None:
+    holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
+
+    async def scenario() -> None:
+        places: list[int] = []
+        await wait_listening(get_manager())
+        channel = get_manager().keys.slot_free
+        for junk in (b"1", b"not json", b'{"a": 1}', b"[[1]]"):
+            await asyncio.to_thread(other.client.publish, channel, junk)
+
+        async def ask() -> float:
+            async def on_wait(place: int) -> None:
+                places.append(place)
+
+            async with generation.generation_slot(
+                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
+            ):
+                return time.monotonic()
+
+        task = asyncio.create_task(ask())
+        while not places:
+            await asyncio.sleep(0.01)
+        released_at = time.monotonic()
+        await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
+        assert await asyncio.wait_for(task, timeout=5) - released_at < 1.0
+
+    asyncio.run(scenario())
     other.client.close()

@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 
 from sessions_app import conf
 from sessions_app.chat import handoff
-from sessions_app.gate.admission import GateUnavailable, SlotResult, get_manager
+from sessions_app.gate.admission import GateUnavailable, get_manager
 from sessions_app.gate.services import NotActive
+from sessions_app.gate.slots import SlotResult
 
 __all__ = ["CapacityTimeout", "GenerationCut", "NotActive", "SlotLost", "generation_slot"]
 
@@ -25,8 +26,11 @@ __all__ = ["CapacityTimeout", "GenerationCut", "NotActive", "SlotLost", "generat
 CUT_MARGIN_SECONDS = 2.0
 
 
-# The fallback poll of a waiter near the front while the slot-free push is being heard.
+# The fallback poll of a waiter while the handoff channel is being heard.
 LISTENING_POLL_SECONDS = 0.25
+# How late a waiter's next poll may come before the gate stops handing it a freed slot (its
+# process may be gone); it then gets its slot when it asks, in its turn.
+POLL_SLACK_SECONDS = 2.0
 
 
 class CapacityTimeout(Exception):
@@ -39,14 +43,6 @@ class SlotLost(Exception):
 
 class GenerationCut(SlotLost):
     """A generation reached GENERATION_MAX_SECONDS and was stopped (its slot's hold ends)."""
-
-
-def _slot_timings() -> tuple[float, float]:
-    """(query wait limit, lease TTL) in seconds, from one read of the live limits."""
-    live = get_manager().config()
-    wait = live.get("query_wait_timeout_seconds") or conf.get("QUERY_WAIT_TIMEOUT_SECONDS")
-    ttl = live.get("lease_ttl_seconds") or conf.get("LEASE_TTL_SECONDS")
-    return float(wait), float(ttl)
 
 
 @asynccontextmanager
@@ -67,33 +63,37 @@ async def generation_slot(
     """
     manager = get_manager()
     waiter_id = f"{session_id}:{uuid.uuid4().hex[:12]}"
-    # Chosen before asking, so that a grant made while this task is being cancelled can still
-    # be released by its id (else the slot would be held for a whole lease TTL).
+    # Chosen before asking, so that a grant made while this task is being cancelled (or handed
+    # to it by a release elsewhere) can still be released by its id.
     lease_id = uuid.uuid4().hex
-    wait_limit, ttl = await asyncio.to_thread(_slot_timings)
     cap = max(0.0, float(conf.get("GENERATION_MAX_SECONDS")))
-    limit = timeout if timeout is not None else wait_limit
     loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + limit
+    began = loop.time()
     last_place = -1
-    # A freed slot is asked for on this waiter's behalf at once (handoff.py); the poll stays
-    # as the fallback.
+    # A freed slot is granted to the front waiter by the script that frees it, and this
+    # process's listener wakes it (handoff.py); the poll stays as the fallback.
     wakeups = handoff.wakeups_for(manager)
-    ask = handoff.SlotAsk(session_id, waiter_id, lease_id, cap)
-    answered: tuple[SlotResult, int] | None = None
+    answered: SlotResult | None = None
+    ttl = 0.0
     try:
         while True:
+            # While the push is heard, the poll only covers a missed message and the place shown
+            # to those further back: polling less leaves the threads to the woken waiters.
+            interval = poll_interval
+            if wakeups.listening:
+                interval = max(poll_interval, LISTENING_POLL_SECONDS)
             if answered is not None:
-                result, epoch = answered  # the listener asked for us
+                result = answered  # handed over and pushed to us
             else:
-                epoch = wakeups.epoch
                 result = await asyncio.to_thread(
                     manager.acquire_slot,
                     session_id,
                     waiter_id=waiter_id,
                     lease_id=lease_id,
                     hold_seconds=cap,
+                    poll_within=interval + POLL_SLACK_SECONDS,
                 )
+            ttl = result.lease_ttl or ttl  # a pushed grant carries no limits; a poll came first
             if result.outcome == "granted":
                 break
             if result.outcome == "not_active":
@@ -101,19 +101,16 @@ async def generation_slot(
             if on_wait is not None and result.place != last_place:
                 last_place = result.place
                 await on_wait(result.place)
-            if loop.time() >= give_up_at:
+            if loop.time() >= began + (timeout if timeout is not None else result.wait_limit):
                 raise CapacityTimeout(session_id)
-            # While the push is heard, the poll only covers what publishes nothing (a slot
-            # reclaimed by expiry) and the place shown to those further back: polling less
-            # leaves the threads free for the woken waiters (a poll every 50 ms from each
-            # waiter crowded them out on a loaded box).
-            interval = poll_interval
-            if wakeups.listening and handoff.WAKE_PLACES > 0:
-                interval = max(poll_interval, LISTENING_POLL_SECONDS)
-            answered = await wakeups.wait(interval, since=epoch, place=result.place, ask=ask)
+            answered = await wakeups.wait(interval, waiter_id=waiter_id)
     except BaseException:
-        # Once no ask by the listener is in flight: a grant it made is released too.
-        await asyncio.shield(asyncio.to_thread(handoff.release_after_ask, manager, ask))
+        # Withdraws the waiting query and gives back a grant it may have been handed meanwhile.
+        await asyncio.shield(
+            asyncio.to_thread(
+                manager.release_slot, session_id, lease_id=lease_id, waiter_id=waiter_id
+            )
+        )
         raise
 
     body = asyncio.current_task()

@@ -34,6 +34,7 @@ import redis
 from redis.commands.core import Script
 
 from sessions_app.gate.keys import RedisKeys
+from sessions_app.gate.slots import SlotScripts
 
 LUA_DIR = Path(__file__).with_name("lua")
 SCRIPT_NAMES = (
@@ -124,15 +125,6 @@ class PromoteResult:
 
 
 @dataclass(frozen=True)
-class SlotResult:
-    outcome: str  # "granted" | "wait" | "not_active"
-    lease_id: str = ""
-    deadline: float = 0.0
-    place: int = 0
-    blocked_by_own_session: bool = False
-
-
-@dataclass(frozen=True)
 class SessionInfo:
     session_id: str
     user: str
@@ -183,8 +175,9 @@ def redis_errors() -> Iterator[None]:
         raise GateUnavailable(str(exc)) from exc
 
 
-class AdmissionManager:
-    """Runs the transitions. `now` arguments exist for tests only; production uses Redis TIME."""
+class AdmissionManager(SlotScripts):
+    """Runs the transitions (the slot semaphore's: gate/slots.py). `now` arguments exist for
+    tests only; production uses Redis TIME."""
 
     def __init__(
         self,
@@ -312,42 +305,6 @@ class AdmissionManager:
             pairs += [CONFIG_FIELDS[name], int(value)]
         (promoted,) = self._run("set_limits", *pairs, now=now)
         return list(promoted)
-
-    # --- query slots ------------------------------------------------------------------------
-
-    def acquire_slot(
-        self,
-        session_id: str,
-        *,
-        waiter_id: str,
-        lease_id: str = "",
-        hold_seconds: float = 0,
-        now: float | None = None,
-    ) -> SlotResult:
-        """One poll for a slot. A caller that may be cancelled mid-call passes its own
-        `lease_id`, so it can release a grant it never saw. `hold_seconds` (the generation
-        cap) keeps a granted slot from being reclaimed before that long, renewed or not."""
-        lease_id = lease_id or uuid.uuid4().hex
-        result = self._run(
-            "acquire_slot", session_id, waiter_id, lease_id, repr(float(hold_seconds)), now=now
-        )
-        if result[0] == "granted":
-            return SlotResult(outcome="granted", lease_id=result[1], deadline=float(result[2]))
-        if result[0] == "wait":
-            return SlotResult(
-                outcome="wait", place=int(result[1]), blocked_by_own_session=bool(int(result[2]))
-            )
-        return SlotResult(outcome="not_active")
-
-    def renew_slot(self, lease_id: str, *, now: float | None = None) -> bool:
-        result = self._run("renew_slot", lease_id, now=now)
-        return bool(int(result[0]))
-
-    def release_slot(
-        self, session_id: str, *, lease_id: str = "", waiter_id: str = "", now: float | None = None
-    ) -> bool:
-        (released,) = self._run("release_slot", lease_id, session_id, waiter_id, now=now)
-        return bool(int(released))
 
     # --- reads (no check-then-act: plain commands are enough) -------------------------------
 

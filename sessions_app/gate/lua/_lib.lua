@@ -163,15 +163,72 @@ local function promote_heads()
   return promoted
 end
 
+-- A waiting query is "<session id>:<n>". Its own lease id, generation hold and the time by
+-- which it promised to poll again sit in its session's hash (field "w:<waiter>"), so that the
+-- script that frees a slot can grant it to the front waiter at once (hand_over below).
+local function waiter_session(waiter) return string.match(waiter, '^(.*):[^:]*$') or waiter end
+
+local function forget_waiter(waiter)
+  redis.call('ZREM', K_SLOTQ, waiter)
+  redis.call('ZREM', K_SLOTW, waiter)
+  redis.call('HDEL', sess_key(waiter_session(waiter)), 'w:' .. waiter)
+end
+
+-- A granted lease is never reclaimed before NOW + hold, renewed or not: a frozen holder's
+-- request may still be generating at the model server until then (issue 8, item 9).
+local function grant(sid, waiter, lease, hold)
+  local deadline = NOW + CFG.lease_ttl
+  forget_waiter(waiter)
+  redis.call('ZADD', K_SLOTS, math.max(deadline, NOW + hold), lease)
+  redis.call('HSET', sess_key(sid), 'lease', lease, 'lease_waiter', waiter)
+  stat('queries_started')
+  return deadline
+end
+
 -- Dead query leases and dead query waiters (their process stopped renewing or polling).
 local function reclaim_slots()
   local reclaimed = redis.call('ZREMRANGEBYSCORE', K_SLOTS, '-inf', NOW)
   if reclaimed > 0 then stat('leases_reclaimed', reclaimed) end
   for _, waiter in ipairs(redis.call('ZRANGEBYSCORE', K_SLOTW, '-inf', NOW)) do
-    redis.call('ZREM', K_SLOTQ, waiter)
-    redis.call('ZREM', K_SLOTW, waiter)
+    forget_waiter(waiter)
   end
   return reclaimed
+end
+
+-- Grants the free slots to the waiting queries that would get them by asking, in the same
+-- order as acquire_slot.lua (ticket order; the first waiting query of a session without a
+-- live lease), and publishes each grant on the handoff channel (chat/handoff.py): the waiter
+-- starts without asking again. Stops at a waiter that is overdue for its poll (its process
+-- may be gone; a grant would hold a slot for the whole hold) or stored no lease: that one
+-- keeps its place and is served when it asks, as before. Returns the grants made.
+local function hand_over()
+  local free = CFG.max_queries - redis.call('ZCARD', K_SLOTS)
+  local granted = {}
+  if not CONFIGURED or free <= 0 then return granted end
+  local blocked = {}
+  for _, waiter in ipairs(redis.call('ZRANGE', K_SLOTQ, 0, -1)) do
+    local sid = waiter_session(waiter)
+    if not blocked[sid] then
+      blocked[sid] = true
+      local fields = redis.call('HMGET', sess_key(sid), 'lease', 'state', 'w:' .. waiter)
+      if not (fields[1] and redis.call('ZSCORE', K_SLOTS, fields[1])) then
+        if fields[2] ~= 'active' then
+          forget_waiter(waiter)  -- its poll would be told not_active
+        else
+          local lease, hold, due = string.match(fields[3] or '', '^(%S+) (%S+) (%S+)$')
+          if not lease or tonumber(due) < NOW then break end
+          local deadline = grant(sid, waiter, lease, tonumber(hold))
+          granted[#granted + 1] = {waiter, lease, tostring(deadline)}
+          free = free - 1
+          if free <= 0 then break end
+        end
+      end
+    end
+  end
+  if #granted > 0 then
+    redis.call('PUBLISH', PREFIX .. 'slotfree', cjson.encode(granted))
+  end
+  return granted
 end
 
 -- Expiry is a pure function of NOW: idle since the timeout (inclusive), unseen since the grace.

@@ -1,24 +1,23 @@
 -- release_slot.lua: compare-and-delete of one lease (only this exact random id is removed,
--- never a slot someone else now holds), and/or withdrawal of a waiting query.
+-- never a slot someone else now holds), and/or withdrawal of a waiting query. A slot this
+-- frees is granted at once to the front waiting query (hand_over, _lib.lua), which hears of
+-- it on the handoff channel (chat/handoff.py).
 -- KEYS: see _lib.lua
 -- ARGV[3] lease id or ""  ARGV[4] session id  ARGV[5] waiter id or ""
--- Publishes on ARGV[1] .. 'slotfree' (keys.py slot_free) when a lease or a waiting place was
--- given up, so that waiting queries in every process ask again at once (chat/handoff.py).
--- returns {released(0|1)}
+-- returns {released (0|1), grants made: {waiter id, lease id, deadline}...}
 local lease, sid, waiter = ARGV[3], ARGV[4], ARGV[5]
 local released = 0
 local withdrawn = 0
 if lease ~= '' then
   released = redis.call('ZREM', K_SLOTS, lease)
   if redis.call('HGET', sess_key(sid), 'lease') == lease then
-    redis.call('HDEL', sess_key(sid), 'lease')
+    redis.call('HDEL', sess_key(sid), 'lease', 'lease_waiter')
   end
 end
 if waiter ~= '' then
   withdrawn = redis.call('ZREM', K_SLOTQ, waiter)
-  redis.call('ZREM', K_SLOTW, waiter)
+  forget_waiter(waiter)
 end
-if released + withdrawn > 0 then
-  redis.call('PUBLISH', ARGV[1] .. 'slotfree', '1')
-end
-return {released}
+local granted = {}
+if released + withdrawn > 0 then granted = hand_over() end
+return {released, granted}
