@@ -198,7 +198,10 @@ def test_the_release_itself_grants_the_front_waiter_and_nobody_asks_again(
     assert granted == waiters[:1]
     assert outcomes == [], outcomes  # the grant came by push: no script asked for it
     assert get_manager().counts() == {
-        "active": 4, "queued": 0, "in_flight": 0, "waiting_queries": 0
+        "active": 4,
+        "queued": 0,
+        "in_flight": 0,
+        "waiting_queries": 0,
     }
     other.client.close()
 

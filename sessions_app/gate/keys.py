@@ -12,6 +12,8 @@ build the per-session and per-user keys from it with exactly the names below (`s
 | active     | sorted set | active session id -> time of last chat activity                 |
 | seen       | sorted set | session id -> last time a page (or API poll) saw the person      |
 | sess:<id>  | hash       | user, state, lane, ticket, created, activated, paged, over, lease |
+|            |            | lease_waiter (who it was granted to), w:<waiting query> (its     |
+|            |            | lease id, hold and next poll due: slots.py)                     |
 | user:<u>   | string     | the person's live session id                                    |
 | slots      | sorted set | query lease id -> lease deadline (the generation semaphore)     |
 | slotq      | sorted set | waiting query id -> ticket (FIFO among queries)                 |
@@ -20,7 +22,7 @@ build the per-session and per-user keys from it with exactly the names below (`s
 | stats      | hash       | global counters (admissions, promotions, expiries, ...)         |
 | departures | list       | times of recent departures from the active set (for ETAs)       |
 | waits      | list       | recent queue waits in seconds (for the console's percentiles)   |
-| slotfree   | channel    | pub/sub: "a slot was freed" wake-ups for waiting queries        |
+| slotfree   | channel    | pub/sub: slots handed to waiting queries (JSON, gate/slots.py)  |
 | journal    | stream     | session changes not yet written to the SQL record (journal.py)  |
 | journal:lock | string   | who is writing the journal to SQL now (token, short expiry)     |
 
@@ -73,8 +75,8 @@ class RedisKeys:
 
     @property
     def slot_free(self) -> str:
-        """A pub/sub channel, not a key: release_slot.lua publishes on it (building the same
-        name from ARGV[1]) when a slot or a waiting place is given up (chat/handoff.py)."""
+        """A pub/sub channel, not a key: the scripts that free a slot publish on it (building
+        the same name from ARGV[1]) the grants they made to waiting queries (chat/handoff.py)."""
         return self._key("slotfree")
 
     @property
