@@ -8,6 +8,7 @@ machine. A screenshot of each state is saved under artifacts/.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -90,6 +91,8 @@ def test_twenty_one_people_the_last_waits_is_promoted_and_chats(
     first = first_context.new_page()
     first.goto(server.url + "/")
     expect(first.locator("#chat-input")).to_be_enabled(timeout=15_000)
+    # A desktop window keeps the full hint, keys included.
+    expect(first.locator("#chat-input")).to_have_attribute("placeholder", re.compile("Shift"))
     stack = ExitStack()
     for user in users[1:]:
         hold_socket(stack, server, user)
@@ -181,6 +184,8 @@ def test_korean_mobile_dark_page_and_polling_fallback(
     head = page.locator(".chat-head").bounding_box()
     assert box is not None and head is not None
     assert box["y"] >= 0 and box["y"] + box["height"] <= head["y"]
+    # A phone gets the short hint, whole inside the box's two lines (the long one was cut).
+    expect(page.locator("#chat-input")).to_have_attribute("placeholder", "메시지를 입력하세요")
     shot(page, artifacts_dir, "6-korean-mobile-dark")
 
     # WebSockets blocked: the page falls back to polling the JSON endpoint every 5 s.

@@ -34,6 +34,8 @@ def page_strings() -> dict[str, str]:
         "notification_body": _("It's your turn to chat."),
         "notify_me": _("Notify me when it's my turn"),
         "active_title": _("Chat · chatgate"),
+        # The composer's hint on a phone: no Enter/Shift+Enter keys to explain, and two lines.
+        "composer_short": _("Type a message"),
         "expiring_one": ngettext(
             "Still there? Your session ends in %(seconds)s second unless you keep it.",
             "Still there? Your session ends in %(seconds)s seconds unless you keep it.",

@@ -12,6 +12,16 @@ const el = {
 // How long a sent message may wait for the server's echo before the box is usable again.
 const PENDING_MS = 10000;
 
+// A phone gets the short hint: it has no Enter/Shift+Enter keys to explain, and the long hint
+// was cut after the box's two lines in Korean.
+const phone = window.matchMedia("(max-width: 600px), (pointer: coarse)");
+const longHint = el.input.placeholder;
+function fitHint() {
+  el.input.placeholder = phone.matches ? S.composer_short : longHint;
+}
+fitHint();
+phone.addEventListener("change", fitHint);
+
 export const composer = {
   enabled: false,
   pending: null,  // {clientId, text, timer}
