@@ -355,3 +355,39 @@ def test_raising_the_query_limit_hands_the_new_slots_to_waiting_queries(manager)
     manager.set_limits({"max_concurrent_queries": 3}, now=T0 + 1)
     assert manager.counts()["in_flight"] == 3
     assert manager.acquire_slot(d, waiter_id=f"{d}:1", now=T0 + 1).place == 1
+
+
+def test_a_handed_over_lease_takes_its_hold_only_when_its_waiter_takes_it(manager):
+    """A waiter whose process died after its last poll ties up the slot for one lease TTL, not
+    for its whole generation cap; the hold starts when the waiter starts."""
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
+    a, b, c = fill(manager, 3)
+    held = manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    manager.acquire_slot(b, waiter_id=f"{b}:1", lease_id="lb", hold_seconds=120, now=T0)
+    manager.acquire_slot(c, waiter_id=f"{c}:1", lease_id="lc", hold_seconds=120, now=T0)
+    manager.release_slot(a, lease_id=held.lease_id, now=T0 + 1)
+
+    def deadline(lease: str) -> float:
+        return float(manager.client.zscore(manager.keys.slots, lease))
+
+    assert deadline("lb") == T0 + 1 + 30  # one lease TTL, no hold yet
+    # Pushed: the waiter takes its hold as it starts.
+    assert manager.renew_slot("lb", hold_seconds=120, now=T0 + 2)
+    assert deadline("lb") == T0 + 2 + 120
+    manager.release_slot(b, lease_id="lb", now=T0 + 3)
+    assert deadline("lc") == T0 + 3 + 30
+    # Or by its poll.
+    assert (
+        manager.acquire_slot(c, waiter_id=f"{c}:1", hold_seconds=120, now=T0 + 4).lease_id == "lc"
+    )
+    assert deadline("lc") == T0 + 4 + 120
+
+
+def test_a_lease_reclaimed_by_a_poll_goes_to_the_front_waiter(manager):
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
+    a, b, c = fill(manager, 3)
+    manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)  # then a's process stops renewing
+    manager.acquire_slot(b, waiter_id=f"{b}:1", lease_id="lb", poll_within=60, now=T0)
+    # c's poll, after a's lease ran out, reclaims it: b (ahead of c) is handed the slot.
+    assert manager.acquire_slot(c, waiter_id=f"{c}:1", now=T0 + 31).place == 1
+    assert manager.live_leases() == {"lb"}

@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.contrib.auth.models import User
 
+from sessions_app import conf
 from sessions_app.chat import generation, handoff
 from sessions_app.gate import services
 from sessions_app.gate.admission import AdmissionManager, get_manager
@@ -322,3 +323,70 @@ def test_the_listener_ignores_a_message_that_is_not_grants(
 
     asyncio.run(scenario())
     other.client.close()
+
+
+def test_a_pushed_grant_takes_its_generation_hold_as_the_waiter_starts(redis_url: str) -> None:
+    holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
+    manager = get_manager()
+    cap = float(conf.get("GENERATION_MAX_SECONDS"))
+    assert cap > 60
+
+    async def scenario() -> float:
+        places: list[int] = []
+
+        async def on_wait(place: int) -> None:
+            places.append(place)
+
+        async def ask() -> float:
+            async with generation.generation_slot(
+                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
+            ) as lease:
+                for _ in range(100):  # the hold is taken beside the start, not before it
+                    left = manager.client.zscore(manager.keys.slots, lease) - time.time()
+                    if left > 60:
+                        return left
+                    await asyncio.sleep(0.02)
+                return left
+
+        await wait_listening(manager)
+        task = asyncio.create_task(ask())
+        while not places:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
+        return await asyncio.wait_for(task, timeout=10)
+
+    left = asyncio.run(scenario())
+    assert cap - 5 < left <= cap, left  # handed over with one lease TTL (30 s), then the cap
+    other.client.close()
+
+
+def test_a_waiter_cancelled_while_its_poll_is_in_flight_leaves_nothing_behind(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel cannot stop a script already sent: the give-back waits for it, so the late
+    poll does not queue the waiter again, or keep a slot it granted, after the release."""
+    get_manager().set_limits({"max_concurrent_queries": 1})
+    (sid,) = open_sessions(1)
+    entered, gate = threading.Event(), threading.Event()
+    real = AdmissionManager.acquire_slot
+
+    def acquire_slot(self: AdmissionManager, *args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert gate.wait(10)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AdmissionManager, "acquire_slot", acquire_slot)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(waiting_for(sid, []))
+        assert await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.2)  # a give-back that did not wait would have run by now
+        gate.set()  # the poll goes through: the free slot is granted to the cancelled waiter
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(scenario())
+    counts = get_manager().counts()
+    assert counts["in_flight"] == 0, counts
+    assert counts["waiting_queries"] == 0, counts

@@ -45,6 +45,12 @@ class GenerationCut(SlotLost):
     """A generation reached GENERATION_MAX_SECONDS and was stopped (its slot's hold ends)."""
 
 
+def _quietly(future: asyncio.Future[bool]) -> None:
+    """Retrieves a background call's outcome: a Redis fault there is covered elsewhere."""
+    if not future.cancelled():
+        future.exception()
+
+
 @asynccontextmanager
 async def generation_slot(
     *,
@@ -74,6 +80,7 @@ async def generation_slot(
     # process's listener wakes it (handoff.py); the poll stays as the fallback.
     wakeups = handoff.wakeups_for(manager)
     answered: SlotResult | None = None
+    asking: asyncio.Future[SlotResult] | None = None
     ttl = 0.0
     try:
         while True:
@@ -85,14 +92,20 @@ async def generation_slot(
             if answered is not None:
                 result = answered  # handed over and pushed to us
             else:
-                result = await asyncio.to_thread(
-                    manager.acquire_slot,
-                    session_id,
-                    waiter_id=waiter_id,
-                    lease_id=lease_id,
-                    hold_seconds=cap,
-                    poll_within=interval + POLL_SLACK_SECONDS,
+                # Kept apart from this task: a cancel cannot stop a script already sent, and the
+                # give-back below must come after it, or the late poll would queue this waiter
+                # again (or be granted a slot) after its release.
+                asking = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        manager.acquire_slot,
+                        session_id,
+                        waiter_id=waiter_id,
+                        lease_id=lease_id,
+                        hold_seconds=cap,
+                        poll_within=interval + POLL_SLACK_SECONDS,
+                    )
                 )
+                result = await asyncio.shield(asking)
             ttl = result.lease_ttl or ttl  # a pushed grant carries no limits; a poll came first
             if result.outcome == "granted":
                 break
@@ -105,13 +118,24 @@ async def generation_slot(
                 raise CapacityTimeout(session_id)
             answered = await wakeups.wait(interval, waiter_id=waiter_id)
     except BaseException:
-        # Withdraws the waiting query and gives back a grant it may have been handed meanwhile.
-        await asyncio.shield(
-            asyncio.to_thread(
+
+        async def give_back() -> None:
+            if asking is not None:
+                await asyncio.wait({asking})  # its outcome no longer matters, only its end
+            # Withdraws the waiting query and gives back a grant it may have been handed.
+            await asyncio.to_thread(
                 manager.release_slot, session_id, lease_id=lease_id, waiter_id=waiter_id
             )
-        )
+
+        await asyncio.shield(give_back())
         raise
+    if answered is not None and cap > 0:
+        # A handed-over lease takes its generation hold now, beside the start rather than before
+        # it (one more round trip in every handoff otherwise); the renewer covers a failure.
+        holding = asyncio.ensure_future(
+            asyncio.to_thread(manager.renew_slot, lease_id, hold_seconds=cap)
+        )
+        holding.add_done_callback(_quietly)
 
     body = asyncio.current_task()
     lost = asyncio.Event()

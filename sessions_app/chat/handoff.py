@@ -12,7 +12,9 @@ P6.)
 Who gets a slot is decided by the Lua scripts alone, in ticket order. The push only wakes the
 waiter: a missed message (the listener reconnecting) costs at most one poll, because the waiter's
 next acquire_slot.lua call answers "granted" for a lease handed to it. A waiter that is
-cancelled gives its lease back by id, granted or not (generation.py), so no grant is left held.
+cancelled gives its lease back by id, granted or not (generation.py). A handed-over lease has
+no generation hold until its waiter takes it, so one handed to a process that died holds its
+slot for one lease TTL at most.
 """
 
 from __future__ import annotations
@@ -113,11 +115,9 @@ def _listen(ref: weakref.ReferenceType[SlotWakeups]) -> None:
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None:
                     try:
-                        grants = parse_grants(message["data"])
-                    except (ValueError, TypeError):
+                        me.granted(parse_grants(message["data"]))
+                    except Exception:  # a bad message must not end the listener
                         logger.warning("slot handoff: ignored a message that is not grants")
-                    else:
-                        me.granted(grants)
                 del me
         except (redis.exceptions.RedisError, OSError):
             logger.debug("slot handoff listener lost Redis; polling covers it", exc_info=True)

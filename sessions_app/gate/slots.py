@@ -3,8 +3,9 @@ release_slot.lua) and what they answer, mixed into AdmissionManager.
 
 A freed slot is granted to the front waiting query by the script that frees it (hand_over in
 lua/_lib.lua) and published on the handoff channel as JSON: [[waiter id, lease id, deadline],
-...]. The waiter's process hears it (chat/handoff.py) and starts at once; a waiter that missed
-the message is told on its next poll, by the same acquire_slot.lua call that queued it.
+...]. The waiter's process hears it (chat/handoff.py) and starts at once, taking the lease's
+generation hold as it does (renew_slot with `hold_seconds`); a waiter that missed the message
+is told on its next poll, by the same acquire_slot.lua call that queued it.
 """
 
 from __future__ import annotations
@@ -91,8 +92,13 @@ class SlotScripts:
         )
         return _slot_result(reply)
 
-    def renew_slot(self, lease_id: str, *, now: float | None = None) -> bool:
-        result = self._run("renew_slot", lease_id, now=now)
+    def renew_slot(
+        self, lease_id: str, *, hold_seconds: float = 0, now: float | None = None
+    ) -> bool:
+        """Extends a live lease by one TTL; False if it is gone. `hold_seconds`: the cap a
+        handed-over lease takes as its waiter starts (it was granted without one)."""
+        hold = repr(float(hold_seconds)) if hold_seconds else ""
+        result = self._run("renew_slot", lease_id, hold, now=now)
         return bool(int(result[0]))
 
     def release_slot(

@@ -163,9 +163,9 @@ local function promote_heads()
   return promoted
 end
 
--- A waiting query is "<session id>:<n>". Its own lease id, generation hold and the time by
--- which it promised to poll again sit in its session's hash (field "w:<waiter>"), so that the
--- script that frees a slot can grant it to the front waiter at once (hand_over below).
+-- A waiting query is "<session id>:<n>". Its own lease id and the time by which it promised
+-- to poll again sit in its session's hash (field "w:<waiter>"), so that the script that frees a
+-- slot can grant it to the front waiter at once (hand_over below).
 local function waiter_session(waiter) return string.match(waiter, '^(.*):[^:]*$') or waiter end
 
 local function forget_waiter(waiter)
@@ -199,8 +199,10 @@ end
 -- order as acquire_slot.lua (ticket order; the first waiting query of a session without a
 -- live lease), and publishes each grant on the handoff channel (chat/handoff.py): the waiter
 -- starts without asking again. Stops at a waiter that is overdue for its poll (its process
--- may be gone; a grant would hold a slot for the whole hold) or stored no lease: that one
--- keeps its place and is served when it asks, as before. Returns the grants made.
+-- may be gone) or stored no lease: that one keeps its place and is served when it asks, as
+-- before. A handed-over lease has no hold until its waiter takes it (acquire_slot.lua,
+-- renew_slot.lua): a waiter whose process died meanwhile ties its slot up for one lease TTL,
+-- as an unrenewed lease does, not for a whole generation cap. Returns the grants made.
 local function hand_over()
   local free = CFG.max_queries - redis.call('ZCARD', K_SLOTS)
   local granted = {}
@@ -215,9 +217,9 @@ local function hand_over()
         if fields[2] ~= 'active' then
           forget_waiter(waiter)  -- its poll would be told not_active
         else
-          local lease, hold, due = string.match(fields[3] or '', '^(%S+) (%S+) (%S+)$')
+          local lease, due = string.match(fields[3] or '', '^(%S+) (%S+)$')
           if not lease or tonumber(due) < NOW then break end
-          local deadline = grant(sid, waiter, lease, tonumber(hold))
+          local deadline = grant(sid, waiter, lease, 0)
           granted[#granted + 1] = {waiter, lease, tostring(deadline)}
           free = free - 1
           if free <= 0 then break end

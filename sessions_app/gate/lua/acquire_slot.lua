@@ -8,7 +8,8 @@
 -- KEYS: see _lib.lua
 -- ARGV[3] session id  ARGV[4] waiter id ("<session id>:<n>")  ARGV[5] lease id if granted
 -- ARGV[6] hold: seconds the generation may run at most ("" or 0: no cap)
--- ARGV[7] seconds within which the waiter will poll again ("": one lease TTL)
+-- ARGV[7] seconds within which the waiter will poll again ("": one lease TTL); a slot is
+--         handed to it only until then
 -- returns {"granted", lease id, deadline, wait limit, lease ttl}
 --       | {"wait", place among eligible waiting queries, blocked by own session (0|1),
 --          wait limit, lease ttl}
@@ -19,26 +20,29 @@ local hold = tonumber(ARGV[6]) or 0
 local poll_within = tonumber(ARGV[7]) or CFG.lease_ttl
 local limits = {tostring(CFG.query_wait), tostring(CFG.lease_ttl)}
 local function reply(a, b, c) return {a, b, c, limits[1], limits[2]} end
-reclaim_slots()
+-- A slot freed by expiry goes on to the front waiter at once, as a released one does.
+if reclaim_slots() > 0 then hand_over() end
 
 if redis.call('HGET', sess_key(sid), 'state') ~= 'active' then
   forget_waiter(waiter)
   return reply('not_active', '', '')
 end
 
--- Handed over while this waiter slept (or the grant's message was missed): it holds the slot.
+-- Handed over while this waiter slept (or the grant's message was missed): it holds the slot,
+-- and takes its hold now.
 local held = redis.call('HMGET', sess_key(sid), 'lease', 'lease_waiter')
 local own = held[2] == waiter and redis.call('ZSCORE', K_SLOTS, held[1])
 if own then
+  redis.call('ZADD', K_SLOTS, 'XX', math.max(tonumber(own), NOW + hold), held[1])
   return reply('granted', held[1], tostring(math.min(tonumber(own), NOW + CFG.lease_ttl)))
 end
 
 if not redis.call('ZSCORE', K_SLOTQ, waiter) then
   redis.call('ZADD', K_SLOTQ, redis.call('INCR', K_SEQ), waiter)
 end
-redis.call('ZADD', K_SLOTW, NOW + CFG.lease_ttl, waiter)
-redis.call('HSET', sess_key(sid), 'w:' .. waiter,
-           string.format('%s %s %.3f', lease, tostring(hold), NOW + poll_within))
+-- Dropped once silent past its promised poll and one lease TTL, whichever is later.
+redis.call('ZADD', K_SLOTW, NOW + math.max(CFG.lease_ttl, poll_within), waiter)
+redis.call('HSET', sess_key(sid), 'w:' .. waiter, string.format('%s %.3f', lease, NOW + poll_within))
 
 local free = CFG.max_queries - redis.call('ZCARD', K_SLOTS)
 local blocked = {}
