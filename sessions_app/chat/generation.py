@@ -45,12 +45,6 @@ class GenerationCut(SlotLost):
     """A generation reached GENERATION_MAX_SECONDS and was stopped (its slot's hold ends)."""
 
 
-def _quietly(future: asyncio.Future[bool]) -> None:
-    """Retrieves a background call's outcome: a Redis fault there is covered elsewhere."""
-    if not future.cancelled():
-        future.exception()
-
-
 @asynccontextmanager
 async def generation_slot(
     *,
@@ -116,7 +110,8 @@ async def generation_slot(
                 await on_wait(result.place)
             if loop.time() >= began + (timeout if timeout is not None else result.wait_limit):
                 raise CapacityTimeout(session_id)
-            answered = await wakeups.wait(interval, waiter_id=waiter_id)
+            # A pushed grant's generation hold is taken by the listener (handoff.py).
+            answered = await wakeups.wait(interval, waiter_id=waiter_id, hold=cap)
     except BaseException:
 
         async def give_back() -> None:
@@ -129,13 +124,6 @@ async def generation_slot(
 
         await asyncio.shield(give_back())
         raise
-    if answered is not None and cap > 0:
-        # A handed-over lease takes its generation hold now, beside the start rather than before
-        # it (one more round trip in every handoff otherwise); the renewer covers a failure.
-        holding = asyncio.ensure_future(
-            asyncio.to_thread(manager.renew_slot, lease_id, hold_seconds=cap)
-        )
-        holding.add_done_callback(_quietly)
 
     body = asyncio.current_task()
     lost = asyncio.Event()

@@ -13,8 +13,8 @@ Who gets a slot is decided by the Lua scripts alone, in ticket order. The push o
 waiter: a missed message (the listener reconnecting) costs at most one poll, because the waiter's
 next acquire_slot.lua call answers "granted" for a lease handed to it. A waiter that is
 cancelled gives its lease back by id, granted or not (generation.py). A handed-over lease has
-no generation hold until its waiter takes it, so one handed to a process that died holds its
-slot for one lease TTL at most.
+no generation hold until the process that heard of it takes it, right after waking the waiter;
+so one handed to a process that died holds its slot for one lease TTL at most.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import redis
 
@@ -42,10 +43,11 @@ class SlotWakeups:
     """The waiting queries of one process on one Redis, and the thread that wakes them."""
 
     def __init__(self, manager: AdmissionManager) -> None:
+        self._manager = weakref.ref(manager)
         self.client = manager.client
         self.channel = manager.keys.slot_free
         self._lock = threading.Lock()
-        self._waiting: dict[str, tuple[asyncio.Future[SlotResult], asyncio.AbstractEventLoop]] = {}
+        self._waiting: dict[str, _Waiting] = {}
         self._early: OrderedDict[str, SlotResult] = OrderedDict()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,27 +65,35 @@ class SlotWakeups:
     def listening(self) -> bool:
         return self._listening.is_set()
 
-    async def wait(self, timeout: float, *, waiter_id: str) -> SlotResult | None:
-        """Sleeps up to `timeout`, less if a slot is handed to this waiter: then its grant.
+    async def wait(self, timeout: float, *, waiter_id: str, hold: float = 0.0) -> SlotResult | None:
+        """Sleeps up to `timeout`, less if a slot is handed to this waiter: then its grant, whose
+        generation `hold` (seconds) is taken in Redis as the waiter starts (see `granted`).
         None: the caller asks (polls) itself."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[SlotResult] = loop.create_future()
+        waiting = _Waiting(loop.create_future(), loop, hold)
         with self._lock:
             early = self._early.pop(waiter_id, None)
-            if early is not None:
-                return early
-            self._waiting[waiter_id] = (future, loop)
+            if early is None:
+                self._waiting[waiter_id] = waiting
+        if early is not None:
+            if hold > 0:  # rare (the grant crossed this waiter's poll): one round trip here
+                await asyncio.to_thread(self._take, early, hold)
+            return early
         try:
-            await asyncio.wait({future}, timeout=timeout)
+            await asyncio.wait({waiting.future}, timeout=timeout)
         finally:
             with self._lock:
-                if self._waiting.get(waiter_id, (None, None))[0] is future:
+                if self._waiting.get(waiter_id) is waiting:
                     del self._waiting[waiter_id]
         # Not woken in time (or woken a moment too late): the poll finds a handed-over lease.
+        future = waiting.future
         return future.result() if future.done() and not future.cancelled() else None
 
     def granted(self, grants: dict[str, SlotResult]) -> None:
-        """Wakes the local waiters of these grants (listener thread)."""
+        """Wakes the local waiters of these grants, then takes each one's generation hold
+        (listener thread): the waiter starts at once, and no thread of its event loop spends a
+        round trip on the hold."""
+        woken: list[tuple[SlotResult, float]] = []
         for waiter_id, result in grants.items():
             with self._lock:
                 waiting = self._waiting.pop(waiter_id, None)
@@ -92,9 +102,29 @@ class SlotWakeups:
                     while len(self._early) > EARLY_GRANTS_KEPT:
                         self._early.popitem(last=False)
                     continue
-            future, loop = waiting
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits there
-                loop.call_soon_threadsafe(_resolve, future, result)
+                waiting.loop.call_soon_threadsafe(_resolve, waiting.future, result)
+                woken.append((result, waiting.hold))
+        for result, hold in woken:
+            if hold > 0:
+                self._take(result, hold)
+
+    def _take(self, grant: SlotResult, hold: float) -> None:
+        """A handed-over lease's generation hold; a failure leaves it to the renewer."""
+        manager = self._manager()
+        if manager is None:
+            return
+        try:
+            manager.renew_slot(grant.lease_id, hold_seconds=hold)
+        except Exception:
+            logger.warning("slot handoff: taking a handed-over lease's hold failed", exc_info=True)
+
+
+@dataclass(eq=False)
+class _Waiting:
+    future: asyncio.Future[SlotResult]
+    loop: asyncio.AbstractEventLoop
+    hold: float
 
 
 def _resolve(future: asyncio.Future[SlotResult], value: SlotResult) -> None:
