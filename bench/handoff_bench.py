@@ -111,7 +111,7 @@ def old_client() -> httpx.AsyncClient:
     return OLD_CLIENTS[-1]
 
 
-async def poll_only(self: Any, timeout: float, *, waiter_id: str) -> None:
+async def poll_only(self: Any, timeout: float, *, waiter_id: str, hold: float = 0.0) -> None:
     """The old mode's waiters: no push, only the poll (every 50 ms, as when no push is heard)."""
     await asyncio.sleep(timeout)
 
@@ -231,8 +231,10 @@ def main() -> None:
         # hundreds of HTTP clients), the new mode's p99 was 51-72 ms in 3 of 5 runs.
         for mode in modes:
             child = [sys.executable, __file__, *sys.argv[1:], "--modes", mode]
-            lines = subprocess.run(child, capture_output=True, text=True, check=True).stdout
-            print("".join(x for x in lines.splitlines(True) if x.startswith("  ")), end="")
+            done = subprocess.run(child, capture_output=True, text=True)
+            print("".join(x for x in done.stdout.splitlines(True) if x.startswith("  ")), end="")
+            if done.returncode:
+                sys.exit(f"the {mode} mode failed:\n{done.stderr}")
         return
     base_url, stop_model_server = start_model_server(args)
     gctune.after_startup()  # as config/asgi.py does in every daphne
