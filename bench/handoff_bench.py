@@ -239,29 +239,23 @@ def main() -> None:
     base_url, stop_model_server = start_model_server(args)
     gctune.after_startup()  # as config/asgi.py does in every daphne
     ideal = SLOTS * int(args.seconds / args.latency)
-    shared_client = openai_backend.shared_client
-    pushed, listening = handoff.SlotWakeups.wait, handoff.SlotWakeups.listening
-    for mode in args.modes.split(","):
-        if mode == "old":
-            # As before issue 11: a new HTTP client per answer, and waiters hear of a freed
-            # slot only by polling (every 50 ms).
-            openai_backend.shared_client = old_client  # type: ignore[assignment]
-            handoff.SlotWakeups.wait = poll_only  # type: ignore[method-assign]
-            handoff.SlotWakeups.listening = property(lambda self: False)  # type: ignore[method-assign, assignment]
-        else:
-            openai_backend.shared_client = shared_client
-            handoff.SlotWakeups.wait = pushed  # type: ignore[method-assign]
-            handoff.SlotWakeups.listening = listening  # type: ignore[method-assign]
-        result = asyncio.run(run_mode(mode, base_url, args.people, args.seconds))
-        gaps = result["gaps"]
-        share = result["completed"] / ideal
-        line = f"  {mode:<7} completed {result['completed']:>4} / ideal {ideal} = {share:6.1%}"
-        if gaps:
-            line += (
-                f"   handoff ms p50 {statistics.median(gaps):6.1f}"
-                f"  p99 {pct(gaps, 0.99):6.1f}  (n={len(gaps)})"
-            )
-        print(line, flush=True)
+    (mode,) = modes  # one mode per process (above): nothing to put back afterwards
+    if mode == "old":
+        # As before issue 11: a new HTTP client per answer, and waiters hear of a freed slot
+        # only by polling (every 50 ms).
+        openai_backend.shared_client = old_client  # type: ignore[assignment]
+        handoff.SlotWakeups.wait = poll_only  # type: ignore[method-assign]
+        handoff.SlotWakeups.listening = property(lambda self: False)  # type: ignore[method-assign, assignment]
+    result = asyncio.run(run_mode(mode, base_url, args.people, args.seconds))
+    gaps = result["gaps"]
+    share = result["completed"] / ideal
+    line = f"  {mode:<7} completed {result['completed']:>4} / ideal {ideal} = {share:6.1%}"
+    if gaps:
+        line += (
+            f"   handoff ms p50 {statistics.median(gaps):6.1f}"
+            f"  p99 {pct(gaps, 0.99):6.1f}  (n={len(gaps)})"
+        )
+    print(line, flush=True)
     stop_model_server()
 
 

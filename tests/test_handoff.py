@@ -56,6 +56,17 @@ async def wait_listening(manager: AdmissionManager) -> None:
     raise AssertionError("the handoff listener never subscribed")
 
 
+def slot_for(sid: str, places: list[int], poll_interval: float = SLOW_POLL) -> Any:
+    """generation_slot for `sid` (60 s limit), recording in `places` each place it is shown."""
+
+    async def on_wait(place: int) -> None:
+        places.append(place)
+
+    return generation.generation_slot(
+        session_id=sid, on_wait=on_wait, timeout=60, poll_interval=poll_interval
+    )
+
+
 def test_a_slot_freed_by_another_process_wakes_the_waiter_at_once(redis_url: str) -> None:
     holder, (waiter,), other, held = slot_held_elsewhere(redis_url, 1)
     assert held.outcome == "granted"
@@ -63,13 +74,8 @@ def test_a_slot_freed_by_another_process_wakes_the_waiter_at_once(redis_url: str
     async def scenario() -> float:
         places: list[int] = []
 
-        async def on_wait(place: int) -> None:
-            places.append(place)
-
         async def ask() -> float:
-            async with generation.generation_slot(
-                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
-            ):
+            async with slot_for(waiter, places):
                 return time.monotonic()
 
         task = asyncio.create_task(ask())
@@ -148,12 +154,7 @@ def pushes_held(monkeypatch: pytest.MonkeyPatch, gate: threading.Event) -> None:
 
 
 async def waiting_for(sid: str, places: list[int]) -> None:
-    async def on_wait(place: int) -> None:
-        places.append(place)
-
-    async with generation.generation_slot(
-        session_id=sid, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
-    ):
+    async with slot_for(sid, places):
         raise AssertionError("this waiter never generates")
 
 
@@ -251,14 +252,9 @@ def test_a_waiter_that_misses_the_push_finds_its_grant_on_its_next_poll(
     async def scenario() -> str:
         places: list[int] = []
 
-        async def on_wait(place: int) -> None:
-            places.append(place)
-
         async def ask() -> str:
             # The fallback poll while listening is LISTENING_POLL_SECONDS (0.25 s).
-            async with generation.generation_slot(
-                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=0.05
-            ) as lease:
+            async with slot_for(waiter, places, poll_interval=0.05) as lease:
                 return lease
 
         await wait_listening(get_manager())
@@ -306,12 +302,7 @@ def test_the_listener_ignores_a_message_that_is_not_grants(
             await asyncio.to_thread(other.client.publish, channel, junk)
 
         async def ask() -> float:
-            async def on_wait(place: int) -> None:
-                places.append(place)
-
-            async with generation.generation_slot(
-                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
-            ):
+            async with slot_for(waiter, places):
                 return time.monotonic()
 
         task = asyncio.create_task(ask())
@@ -334,13 +325,8 @@ def test_a_pushed_grant_takes_its_generation_hold_as_the_waiter_starts(redis_url
     async def scenario() -> float:
         places: list[int] = []
 
-        async def on_wait(place: int) -> None:
-            places.append(place)
-
         async def ask() -> float:
-            async with generation.generation_slot(
-                session_id=waiter, on_wait=on_wait, timeout=60, poll_interval=SLOW_POLL
-            ) as lease:
+            async with slot_for(waiter, places) as lease:
                 for _ in range(100):  # the hold is taken beside the start, not before it
                     left = manager.client.zscore(manager.keys.slots, lease) - time.time()
                     if left > 60:

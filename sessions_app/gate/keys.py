@@ -13,7 +13,7 @@ build the per-session and per-user keys from it with exactly the names below (`s
 | seen       | sorted set | session id -> last time a page (or API poll) saw the person      |
 | sess:<id>  | hash       | user, state, lane, ticket, created, activated, paged, over, lease |
 |            |            | lease_waiter (who it was granted to), w:<waiting query> (its     |
-|            |            | lease id, hold and next poll due: slots.py)                     |
+|            |            | lease id and next poll due: lua/_lib.lua hand_over)             |
 | user:<u>   | string     | the person's live session id                                    |
 | slots      | sorted set | query lease id -> lease deadline (the generation semaphore)     |
 | slotq      | sorted set | waiting query id -> ticket (FIFO among queries)                 |
