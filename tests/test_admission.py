@@ -383,6 +383,24 @@ def test_a_handed_over_lease_takes_its_hold_only_when_its_waiter_takes_it(manage
     assert deadline("lc") == T0 + 4 + 120
 
 
+def test_the_holds_of_several_handed_over_leases_are_taken_in_one_call(manager):
+    manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
+    a, b, c = fill(manager, 3)
+    manager.acquire_slot(a, waiter_id=f"{a}:1", now=T0)
+    manager.acquire_slot(b, waiter_id=f"{b}:1", lease_id="lb", now=T0)
+    manager.acquire_slot(c, waiter_id=f"{c}:1", lease_id="lc", now=T0)
+    manager.set_limits({"max_concurrent_queries": 3}, now=T0 + 1)  # hands lb and lc over
+    assert manager.take_holds([("lb", 120), ("gone", 120), ("lc", 90)], now=T0 + 2) == [
+        True,
+        False,
+        True,
+    ]
+    slots = manager.keys.slots
+    assert float(manager.client.zscore(slots, "lb")) == T0 + 2 + 120
+    assert float(manager.client.zscore(slots, "lc")) == T0 + 2 + 90
+    assert manager.client.zscore(slots, "gone") is None
+
+
 def test_a_lease_reclaimed_by_a_poll_goes_to_the_front_waiter(manager):
     manager.set_limits({"max_active_sessions": 5, "max_concurrent_queries": 1})
     a, b, c = fill(manager, 3)

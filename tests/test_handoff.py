@@ -346,6 +346,55 @@ def test_a_pushed_grant_takes_its_generation_hold_as_the_waiter_starts(redis_url
     other.client.close()
 
 
+def test_the_holds_of_one_burst_of_grants_are_taken_in_one_round_trip(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raising the limit hands three slots over in one message: the listener wakes the three
+    waiters and takes their three holds in one call (one per grant cost the handoff's p99)."""
+    holder, waiters, other, held = slot_held_elsewhere(redis_url, 3)
+    manager = get_manager()
+    cap = float(conf.get("GENERATION_MAX_SECONDS"))
+    calls: list[list[tuple[str, float]]] = []
+    real = AdmissionManager.take_holds
+
+    def take_holds(self: AdmissionManager, holds: list[tuple[str, float]], **kw: Any) -> Any:
+        taken = real(self, holds, **kw)
+        calls.append(list(holds))  # after the call: the holds are in Redis once it is seen
+        return taken
+
+    monkeypatch.setattr(AdmissionManager, "take_holds", take_holds)
+
+    async def scenario() -> list[float]:
+        places: dict[str, list[int]] = {sid: [] for sid in waiters}
+        started = asyncio.Event()
+        leases: list[str] = []
+
+        async def ask(sid: str) -> None:
+            async with slot_for(sid, places[sid]) as lease:
+                leases.append(lease)
+                await started.wait()
+
+        await wait_listening(manager)
+        tasks = [asyncio.create_task(ask(sid)) for sid in waiters]
+        while not all(places.values()):
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(other.set_limits, {"max_concurrent_queries": 4})
+        for _ in range(200):
+            if len(leases) == 3 and calls:
+                break
+            await asyncio.sleep(0.01)
+        lefts = [manager.client.zscore(manager.keys.slots, lease) - time.time() for lease in leases]
+        started.set()
+        await asyncio.gather(*tasks)
+        return lefts
+
+    lefts = asyncio.run(scenario())
+    assert len(calls) == 1 and len(calls[0]) == 3, calls
+    assert all(cap - 5 < left <= cap for left in lefts), lefts
+    other.release_slot(holder, lease_id=held.lease_id)
+    other.client.close()
+
+
 def test_a_waiter_cancelled_while_its_poll_is_in_flight_leaves_nothing_behind(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,7 +77,7 @@ class SlotWakeups:
                 self._waiting[waiter_id] = waiting
         if early is not None:
             if hold > 0:  # rare (the grant crossed this waiter's poll): one round trip here
-                await asyncio.to_thread(self._take, early, hold)
+                await asyncio.to_thread(self._take, [(early.lease_id, hold)])
             return early
         try:
             await asyncio.wait({waiting.future}, timeout=timeout)
@@ -90,10 +90,11 @@ class SlotWakeups:
         return future.result() if future.done() and not future.cancelled() else None
 
     def granted(self, grants: dict[str, SlotResult]) -> None:
-        """Wakes the local waiters of these grants, then takes each one's generation hold
-        (listener thread): the waiter starts at once, and no thread of its event loop spends a
-        round trip on the hold."""
-        woken: list[tuple[SlotResult, float]] = []
+        """Wakes the local waiters of these grants, then takes their generation holds in one
+        round trip (listener thread): the waiters start at once, and no thread of their event
+        loop spends a round trip on a hold. (One call per grant, ten in a burst, cost the
+        handoff's p99 10-40 ms: issue 11, P6.)"""
+        holds: list[tuple[str, float]] = []
         for waiter_id, result in grants.items():
             with self._lock:
                 waiting = self._waiting.pop(waiter_id, None)
@@ -104,18 +105,19 @@ class SlotWakeups:
                     continue
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits there
                 waiting.loop.call_soon_threadsafe(_resolve, waiting.future, result)
-                woken.append((result, waiting.hold))
-        for result, hold in woken:
-            if hold > 0:
-                self._take(result, hold)
+                if waiting.hold > 0:
+                    holds.append((result.lease_id, waiting.hold))
+        if holds:
+            self._take(holds)
 
-    def _take(self, grant: SlotResult, hold: float) -> None:
-        """A handed-over lease's generation hold; a failure leaves it to the renewer."""
+    def _take(self, holds: list[tuple[str, float]]) -> None:
+        """Handed-over leases' generation holds (lease id, seconds); a failure leaves them to
+        the renewer."""
         manager = self._manager()
         if manager is None:
             return
         try:
-            manager.renew_slot(grant.lease_id, hold_seconds=hold)
+            manager.take_holds(holds)
         except Exception:
             logger.warning("slot handoff: taking a handed-over lease's hold failed", exc_info=True)
 

@@ -227,6 +227,20 @@ class AdmissionManager(SlotScripts):
             self.set_limits(self.config_loader())
             return _decode(self._scripts[name](keys=self._script_keys, args=argv))
 
+    def _run_batch(
+        self, name: str, calls: list[tuple[Any, ...]], *, now: float | None = None
+    ) -> list[Any]:
+        """One script over several argument lists in one round trip (a pipeline, not a
+        transaction: each call is atomic on its own). No NOCONFIG repair: the callers are
+        retried by their own renewers."""
+        script = self._scripts[name]
+        at = "" if now is None else repr(float(now))
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for args in calls:
+                script(keys=self._script_keys, args=[self.keys.tagged, at, *args], client=pipe)
+            return [_decode(reply) for reply in pipe.execute()]
+
     # --- sessions ---------------------------------------------------------------------------
 
     def open(

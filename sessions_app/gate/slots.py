@@ -59,9 +59,15 @@ def parse_grants(payload: bytes | str) -> dict[str, SlotResult]:
 
 
 class SlotScripts:
-    """Needs the manager's `_run` (a script by name, with the shared keys and argv)."""
+    """Needs the manager's `_run` and `_run_batch` (a script by name, with the shared keys and
+    argv; once, or over several argument lists in one round trip)."""
 
     def _run(self, name: str, *args: Any, now: float | None = None) -> Any:
+        raise NotImplementedError
+
+    def _run_batch(
+        self, name: str, calls: list[tuple[Any, ...]], *, now: float | None = None
+    ) -> list[Any]:
         raise NotImplementedError
 
     def acquire_slot(
@@ -100,6 +106,14 @@ class SlotScripts:
         hold = repr(float(hold_seconds)) if hold_seconds else ""
         result = self._run("renew_slot", lease_id, hold, now=now)
         return bool(int(result[0]))
+
+    def take_holds(self, holds: list[tuple[str, float]], *, now: float | None = None) -> list[bool]:
+        """The generation holds of several handed-over leases (lease id, hold seconds) in one
+        round trip: a burst of releases hands out several at once. False for a lease gone."""
+        replies = self._run_batch(
+            "renew_slot", [(lease_id, repr(float(hold))) for lease_id, hold in holds], now=now
+        )
+        return [bool(int(reply[0])) for reply in replies]
 
     def release_slot(
         self, session_id: str, *, lease_id: str = "", waiter_id: str = "", now: float | None = None
