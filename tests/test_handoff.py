@@ -346,14 +346,22 @@ def test_a_pushed_grant_takes_its_generation_hold_as_the_waiter_starts(redis_url
     other.client.close()
 
 
-def test_the_holds_of_one_burst_of_grants_are_taken_in_one_round_trip(
+def test_the_holds_of_one_burst_of_releases_are_taken_in_one_round_trip(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Raising the limit hands three slots over in one message: the listener wakes the three
-    waiters and takes their three holds in one call (one per grant cost the handoff's p99)."""
-    holder, waiters, other, held = slot_held_elsewhere(redis_url, 3)
+    """Three answers end together elsewhere: three releases, three messages. The listener wakes
+    the three waiters at once and takes their three holds in one call once the burst is over
+    (one call per grant, among the starting requests, cost the handoff's p99)."""
+    get_manager().set_limits({"max_concurrent_queries": 3})
+    *holders, w1, w2, w3 = open_sessions(6)
+    waiters = [w1, w2, w3]
+    other = other_process(redis_url)
+    helds = [other.acquire_slot(h, waiter_id=f"{h}:x") for h in holders]
     manager = get_manager()
     cap = float(conf.get("GENERATION_MAX_SECONDS"))
+    # Generous, so that a slow machine's releases still fall in one burst.
+    monkeypatch.setattr(handoff, "HOLD_QUIET_SECONDS", 0.5)
+    monkeypatch.setattr(handoff, "HOLD_DEFER_MAX_SECONDS", 3.0)
     calls: list[list[tuple[str, float]]] = []
     real = AdmissionManager.take_holds
 
@@ -364,7 +372,11 @@ def test_the_holds_of_one_burst_of_grants_are_taken_in_one_round_trip(
 
     monkeypatch.setattr(AdmissionManager, "take_holds", take_holds)
 
-    async def scenario() -> list[float]:
+    def release_all() -> None:
+        for holder, held in zip(holders, helds, strict=True):
+            other.release_slot(holder, lease_id=held.lease_id)
+
+    async def scenario() -> tuple[float, list[float]]:
         places: dict[str, list[int]] = {sid: [] for sid in waiters}
         started = asyncio.Event()
         leases: list[str] = []
@@ -378,20 +390,24 @@ def test_the_holds_of_one_burst_of_grants_are_taken_in_one_round_trip(
         tasks = [asyncio.create_task(ask(sid)) for sid in waiters]
         while not all(places.values()):
             await asyncio.sleep(0.01)
-        await asyncio.to_thread(other.set_limits, {"max_concurrent_queries": 4})
-        for _ in range(200):
-            if len(leases) == 3 and calls:
+        released_at = time.monotonic()
+        await asyncio.to_thread(release_all)
+        while len(leases) < 3:
+            await asyncio.sleep(0.005)
+        woken_in = time.monotonic() - released_at
+        for _ in range(400):
+            if calls:
                 break
             await asyncio.sleep(0.01)
         lefts = [manager.client.zscore(manager.keys.slots, lease) - time.time() for lease in leases]
         started.set()
         await asyncio.gather(*tasks)
-        return lefts
+        return woken_in, lefts
 
-    lefts = asyncio.run(scenario())
+    woken_in, lefts = asyncio.run(scenario())
+    assert woken_in < 0.5, woken_in  # woken at once, not after the holds
     assert len(calls) == 1 and len(calls[0]) == 3, calls
     assert all(cap - 5 < left <= cap for left in lefts), lefts
-    other.release_slot(holder, lease_id=held.lease_id)
     other.client.close()
 
 

@@ -290,3 +290,44 @@ def test_entries_written_inside_a_transaction_that_rolls_back_stay_in_the_journa
     journal.flush()
     assert ChatSession.objects.get(id=seat.session_id).state == "active"
     assert journal.pending() == 0
+
+
+def test_a_writer_thread_outlives_a_database_that_refuses_even_its_clean_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The step fails and so does closing the broken connection (here: the database refuses
+    the thread): the thread logs, waits and tries again; it is the process's only writer."""
+    monkeypatch.setattr(journal, "IDLE_SECONDS", 0.01)
+
+    def refuse() -> None:
+        raise RuntimeError("the database refuses this thread")
+
+    monkeypatch.setattr(journal, "close_old_connections", refuse)
+    steps: list[float] = []
+    done = threading.Event()
+
+    def step() -> None:
+        if done.is_set():
+            raise SystemExit  # ends the thread quietly once the test has seen enough
+        steps.append(time.monotonic())
+        if len(steps) < 3:
+            refuse()
+        time.sleep(0.05)
+
+    real_hook = threading.excepthook
+
+    def hook(args: Any) -> None:  # the SystemExit that ends the thread is no error
+        if args.exc_type is not SystemExit:
+            real_hook(args)
+
+    monkeypatch.setattr(threading, "excepthook", hook)
+    thread = journal._start(step, "test-writer")
+    for _ in range(200):
+        if len(steps) >= 3:
+            break
+        time.sleep(0.01)
+    alive = thread.is_alive()
+    done.set()
+    assert len(steps) >= 3, steps
+    assert alive
+    thread.join(timeout=5)

@@ -13,8 +13,9 @@ Who gets a slot is decided by the Lua scripts alone, in ticket order. The push o
 waiter: a missed message (the listener reconnecting) costs at most one poll, because the waiter's
 next acquire_slot.lua call answers "granted" for a lease handed to it. A waiter that is
 cancelled gives its lease back by id, granted or not (generation.py). A handed-over lease has
-no generation hold until the process that heard of it takes it, right after waking the waiter;
-so one handed to a process that died holds its slot for one lease TTL at most.
+no generation hold until the process that heard of it takes it, after waking the waiter (once
+the burst of releases is over, at most HOLD_DEFER_MAX_SECONDS later); so one handed to a process
+that died holds its slot for one lease TTL at most.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,6 +39,12 @@ logger = logging.getLogger(__name__)
 # Grants heard before their waiter started waiting (its poll's answer "wait" crossed the grant):
 # kept for it, the latest this many (the others are other processes' waiters).
 EARLY_GRANTS_KEPT = 1024
+# The woken waiters' generation holds are taken once the handoff channel has been quiet this
+# long, or once the oldest has waited HOLD_DEFER_MAX_SECONDS: a burst of releases (answers that
+# end together) sends one message each, and their holds become one round trip after the
+# burst, not one per grant while the woken questions start their requests (issue 11, P6).
+HOLD_QUIET_SECONDS = 0.02
+HOLD_DEFER_MAX_SECONDS = 0.25
 
 
 class SlotWakeups:
@@ -51,6 +59,9 @@ class SlotWakeups:
         self._early: OrderedDict[str, SlotResult] = OrderedDict()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
+        # Holds of woken waiters still to take (listener thread only), and since when.
+        self._holds: list[tuple[str, float]] = []
+        self._holds_since = 0.0
 
     def start(self) -> None:
         with self._lock:
@@ -90,11 +101,10 @@ class SlotWakeups:
         return future.result() if future.done() and not future.cancelled() else None
 
     def granted(self, grants: dict[str, SlotResult]) -> None:
-        """Wakes the local waiters of these grants, then takes their generation holds in one
-        round trip (listener thread): the waiters start at once, and no thread of their event
-        loop spends a round trip on a hold. (One call per grant, ten in a burst, cost the
-        handoff's p99 10-40 ms: issue 11, P6.)"""
-        holds: list[tuple[str, float]] = []
+        """Wakes the local waiters of these grants and notes their generation holds, which the
+        listener takes after the burst (`take_due_holds`): the waiters start at once, and no thread
+        of their event loop spends a round trip on a hold. (One call per grant, ten in a burst,
+        cost the handoff's p99 10-40 ms: issue 11, P6.)"""
         for waiter_id, result in grants.items():
             with self._lock:
                 waiting = self._waiting.pop(waiter_id, None)
@@ -106,8 +116,25 @@ class SlotWakeups:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits there
                 waiting.loop.call_soon_threadsafe(_resolve, waiting.future, result)
                 if waiting.hold > 0:
-                    holds.append((result.lease_id, waiting.hold))
-        if holds:
+                    if not self._holds:
+                        self._holds_since = time.monotonic()
+                    self._holds.append((result.lease_id, waiting.hold))
+
+    def next_listen_timeout(self) -> float:
+        """How long the listener may wait for the next message: with holds to take, until the
+        channel has been quiet long enough or the oldest is due."""
+        if not self._holds:
+            return 1.0
+        due = self._holds_since + HOLD_DEFER_MAX_SECONDS - time.monotonic()
+        return max(0.0, min(HOLD_QUIET_SECONDS, due))
+
+    def take_due_holds(self, *, quiet: bool) -> None:
+        """Takes the noted holds in one round trip if the channel was `quiet` (no message in
+        HOLD_QUIET_SECONDS) or the oldest is due."""
+        if not self._holds:
+            return
+        if quiet or time.monotonic() >= self._holds_since + HOLD_DEFER_MAX_SECONDS:
+            holds, self._holds = self._holds, []
             self._take(holds)
 
     def _take(self, holds: list[tuple[str, float]]) -> None:
@@ -144,12 +171,13 @@ def _listen(ref: weakref.ReferenceType[SlotWakeups]) -> None:
             me._listening.set()
             del me
             while (me := ref()) is not None:
-                message = pubsub.get_message(timeout=1.0)
+                message = pubsub.get_message(timeout=me.next_listen_timeout())
                 if message is not None:
                     try:
                         me.granted(parse_grants(message["data"]))
                     except Exception:  # a bad message must not end the listener
                         logger.warning("slot handoff: ignored a message that is not grants")
+                me.take_due_holds(quiet=message is None)
                 del me
         except (redis.exceptions.RedisError, OSError):
             logger.debug("slot handoff listener lost Redis; polling covers it", exc_info=True)

@@ -34,6 +34,7 @@ made the change writes it before returning, as before the journal. Code that nee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -314,7 +315,10 @@ def _forever(step: Callable[[], None], name: str) -> None:
             log = logger.debug if failing else logger.warning
             log("journal %s: cannot write the record yet; retrying", name, exc_info=True)
             failing = True
-            close_old_connections()
+            # A connection that cannot even be checked (or a database that refuses this thread)
+            # must not end the thread: it is the record's only writer in this process.
+            with contextlib.suppress(Exception):
+                close_old_connections()
             time.sleep(IDLE_SECONDS)
 
 
