@@ -253,7 +253,7 @@ def test_a_waiter_that_misses_the_push_finds_its_grant_on_its_next_poll(
         places: list[int] = []
 
         async def ask() -> str:
-            # The fallback poll while listening is LISTENING_POLL_SECONDS (0.25 s).
+            # The fallback poll while listening is LISTENING_POLL_SECONDS (0.5 s at most).
             async with slot_for(waiter, places, poll_interval=0.05) as lease:
                 return lease
 
@@ -441,3 +441,43 @@ def test_a_waiter_cancelled_while_its_poll_is_in_flight_leaves_nothing_behind(
     counts = get_manager().counts()
     assert counts["in_flight"] == 0, counts
     assert counts["waiting_queries"] == 0, counts
+
+
+def test_waiters_that_began_together_do_not_poll_in_step(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nineteen questions wait at once behind a held slot: their fallback polls spread over the
+    interval instead of reaching the worker threads and Redis together (as they would meet a
+    burst of releases)."""
+    holder, waiters, other, held = slot_held_elsewhere(redis_url, 19)
+    calls: dict[str, list[float]] = {sid: [] for sid in waiters}
+    real = AdmissionManager.acquire_slot
+
+    def acquire_slot(self: AdmissionManager, session_id: str, **kwargs: Any) -> Any:
+        calls[session_id].append(time.monotonic())
+        return real(self, session_id, **kwargs)
+
+    monkeypatch.setattr(AdmissionManager, "acquire_slot", acquire_slot)
+
+    async def scenario() -> None:
+        await wait_listening(get_manager())
+
+        async def ask(sid: str) -> None:
+            async with slot_for(sid, [], poll_interval=0.05):
+                pass
+
+        tasks = [asyncio.create_task(ask(sid)) for sid in waiters]
+        for _ in range(1000):  # 10 s at most
+            if min(len(times) for times in calls.values()) >= 3 or any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    third = sorted(times[2] for times in calls.values())
+    # In step, the third polls would come within the threads' own spread (a few ms to tens).
+    assert third[-1] - third[0] > 0.15, third
+    other.release_slot(holder, lease_id=held.lease_id)
+    other.client.close()

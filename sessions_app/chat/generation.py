@@ -8,6 +8,7 @@ streaming, and always gives the slot back.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,8 +27,14 @@ __all__ = ["CapacityTimeout", "GenerationCut", "NotActive", "SlotLost", "generat
 CUT_MARGIN_SECONDS = 2.0
 
 
-# The fallback poll of a waiter while the handoff channel is being heard.
-LISTENING_POLL_SECONDS = 0.25
+# The fallback poll of a waiter while the handoff channel is being heard (at most; see
+# POLL_JITTER).
+LISTENING_POLL_SECONDS = 0.5
+# Each wait between polls is this share of the interval or more, drawn at random: waiters that
+# began together (a burst of questions) would otherwise poll in step for minutes, and their
+# polls would meet a burst of releases on the worker threads and in Redis. (In the handoff
+# benchmark the first burst of handoffs was the slowest: issue 11, P6.)
+POLL_JITTER = 0.5
 # How late a waiter's next poll may come before the gate stops handing it a freed slot (its
 # process may be gone); it then gets its slot when it asks, in its turn.
 POLL_SLACK_SECONDS = 2.0
@@ -111,7 +118,8 @@ async def generation_slot(
             if loop.time() >= began + (timeout if timeout is not None else result.wait_limit):
                 raise CapacityTimeout(session_id)
             # A pushed grant's generation hold is taken by the listener (handoff.py).
-            answered = await wakeups.wait(interval, waiter_id=waiter_id, hold=cap)
+            pause = interval * random.uniform(POLL_JITTER, 1.0)
+            answered = await wakeups.wait(pause, waiter_id=waiter_id, hold=cap)
     except BaseException:
 
         async def give_back() -> None:
