@@ -112,7 +112,7 @@ def old_client() -> httpx.AsyncClient:
 
 
 async def poll_only(self: Any, timeout: float, *, waiter_id: str, hold: float = 0.0) -> None:
-    """The old mode's waiters: no push, only the poll (every 50 ms, as when no push is heard)."""
+    """The old mode's waiters: no push, only the poll (every 25-50 ms, as when no push is heard)."""
     await asyncio.sleep(timeout)
 
 
@@ -242,7 +242,7 @@ def main() -> None:
     (mode,) = modes  # one mode per process (above): nothing to put back afterwards
     if mode == "old":
         # As before issue 11: a new HTTP client per answer, and waiters hear of a freed slot
-        # only by polling (every 50 ms).
+        # only by polling (every 25-50 ms).
         openai_backend.shared_client = old_client  # type: ignore[assignment]
         handoff.SlotWakeups.wait = poll_only  # type: ignore[method-assign]
         handoff.SlotWakeups.listening = property(lambda self: False)  # type: ignore[method-assign, assignment]
