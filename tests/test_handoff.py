@@ -351,7 +351,7 @@ def test_the_holds_of_one_burst_of_releases_are_taken_in_one_round_trip(
 ) -> None:
     """Three answers end together elsewhere: three releases, three messages. The listener wakes
     the three waiters at once and takes their three holds in one call once the burst is over
-    (one call per grant, among the starting requests, cost the handoff's p99)."""
+    (one round trip a burst, not one a grant)."""
     get_manager().set_limits({"max_concurrent_queries": 3})
     *holders, w1, w2, w3 = open_sessions(6)
     waiters = [w1, w2, w3]
