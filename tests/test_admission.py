@@ -399,6 +399,10 @@ def test_the_holds_of_several_handed_over_leases_are_taken_in_one_call(manager):
     assert float(manager.client.zscore(slots, "lb")) == T0 + 2 + 120
     assert float(manager.client.zscore(slots, "lc")) == T0 + 2 + 90
     assert manager.client.zscore(slots, "gone") is None
+    # A Redis that lost its scripts (restarted): loaded again, the batch goes through.
+    manager.client.script_flush()
+    assert manager.take_holds([("lb", 130), ("lc", 130)], now=T0 + 3) == [True, True]
+    assert float(manager.client.zscore(slots, "lc")) == T0 + 3 + 130
 
 
 def test_a_lease_reclaimed_by_a_poll_goes_to_the_front_waiter(manager):

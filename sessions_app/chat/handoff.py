@@ -61,7 +61,7 @@ class SlotWakeups:
         self._early: OrderedDict[str, SlotResult] = OrderedDict()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
-        # Holds of woken waiters still to take (listener thread only), and since when.
+        # Holds of woken waiters still to take, and since when (under _lock).
         self._holds: list[tuple[str, float]] = []
         self._holds_since = 0.0
 
@@ -80,8 +80,8 @@ class SlotWakeups:
 
     async def wait(self, timeout: float, *, waiter_id: str, hold: float = 0.0) -> SlotResult | None:
         """Sleeps up to `timeout`, less if a slot is handed to this waiter: then its grant, whose
-        generation `hold` (seconds) is taken in Redis as the waiter starts (see `granted`).
-        None: the caller asks (polls) itself."""
+        generation `hold` (seconds) the listener takes in Redis within HOLD_DEFER_MAX_SECONDS
+        (see `granted`). None: the caller asks (polls) itself."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(loop.create_future(), loop, hold)
         with self._lock:
@@ -118,26 +118,31 @@ class SlotWakeups:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits there
                 waiting.loop.call_soon_threadsafe(_resolve, waiting.future, result)
                 if waiting.hold > 0:
-                    if not self._holds:
-                        self._holds_since = time.monotonic()
-                    self._holds.append((result.lease_id, waiting.hold))
+                    with self._lock:
+                        if not self._holds:
+                            self._holds_since = time.monotonic()
+                        self._holds.append((result.lease_id, waiting.hold))
 
     def next_listen_timeout(self) -> float:
         """How long the listener may wait for the next message: with holds to take, until the
         channel has been quiet long enough or the oldest is due."""
-        if not self._holds:
-            return 1.0
-        due = self._holds_since + HOLD_DEFER_MAX_SECONDS - time.monotonic()
+        with self._lock:
+            if not self._holds:
+                return 1.0
+            due = self._holds_since + HOLD_DEFER_MAX_SECONDS - time.monotonic()
         return max(0.0, min(HOLD_QUIET_SECONDS, due))
 
     def take_due_holds(self, *, quiet: bool) -> None:
-        """Takes the noted holds in one round trip if the channel was `quiet` (no message in
-        HOLD_QUIET_SECONDS) or the oldest is due."""
-        if not self._holds:
-            return
-        if quiet or time.monotonic() >= self._holds_since + HOLD_DEFER_MAX_SECONDS:
+        """Takes the noted holds in one round trip if `quiet` (no grant came within
+        HOLD_QUIET_SECONDS, or the listener is reconnecting; an ignored subscribe reply counts
+        too, which only takes them early) or once the oldest is due."""
+        with self._lock:
+            if not self._holds:
+                return
+            if not quiet and time.monotonic() < self._holds_since + HOLD_DEFER_MAX_SECONDS:
+                return
             holds, self._holds = self._holds, []
-            self._take(holds)
+        self._take(holds)
 
     def _take(self, holds: list[tuple[str, float]]) -> None:
         """Handed-over leases' generation holds (lease id, seconds); a failure leaves them to
@@ -185,6 +190,7 @@ def _listen(ref: weakref.ReferenceType[SlotWakeups]) -> None:
             logger.debug("slot handoff listener lost Redis; polling covers it", exc_info=True)
             if (me := ref()) is not None:
                 me._listening.clear()
+                me.take_due_holds(quiet=True)  # not after the reconnect's pause
                 del me
             threading.Event().wait(1.0)
         finally:

@@ -231,15 +231,25 @@ class AdmissionManager(SlotScripts):
         self, name: str, calls: list[tuple[Any, ...]], *, now: float | None = None
     ) -> list[Any]:
         """One script over several argument lists in one round trip (a pipeline, not a
-        transaction: each call is atomic on its own). No NOCONFIG repair: the callers are
-        retried by their own renewers."""
+        transaction: each call is atomic on its own). EVALSHA directly: redis-py's Script in a
+        pipeline sends SCRIPT EXISTS first, a second round trip. A Redis that lost its scripts
+        (restarted) gets the script loaded and the batch sent once more. No NOCONFIG repair:
+        the callers are retried by their own renewers."""
         script = self._scripts[name]
         at = "" if now is None else repr(float(now))
+        keys = self._script_keys
         with redis_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for args in calls:
-                script(keys=self._script_keys, args=[self.keys.tagged, at, *args], client=pipe)
-            return [_decode(reply) for reply in pipe.execute()]
+            for attempt in (1, 2):
+                with self.client.pipeline(transaction=False) as pipe:
+                    for args in calls:
+                        pipe.evalsha(script.sha, len(keys), *keys, self.keys.tagged, at, *args)
+                    try:
+                        return [_decode(reply) for reply in pipe.execute()]
+                    except redis.exceptions.NoScriptError:
+                        if attempt == 2:
+                            raise
+                self.client.script_load(script.script)
+        raise AssertionError("unreachable")
 
     # --- sessions ---------------------------------------------------------------------------
 

@@ -34,7 +34,6 @@ made the change writes it before returning, as before the journal. Code that nee
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -317,8 +316,12 @@ def _forever(step: Callable[[], None], name: str) -> None:
             failing = True
             # A connection that cannot even be checked (or a database that refuses this thread)
             # must not end the thread: it is the record's only writer in this process.
-            with contextlib.suppress(Exception):
+            try:
                 close_old_connections()
+            except Exception:
+                logger.debug(
+                    "journal %s: closing the broken connection failed", name, exc_info=True
+                )
             time.sleep(IDLE_SECONDS)
 
 

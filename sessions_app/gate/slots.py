@@ -110,6 +110,9 @@ class SlotScripts:
     def take_holds(self, holds: list[tuple[str, float]], *, now: float | None = None) -> list[bool]:
         """The generation holds of several handed-over leases (lease id, hold seconds) in one
         round trip: a burst of releases hands out several at once. False for a lease gone."""
+        if len(holds) == 1:
+            (lease_id, hold), *_ = holds
+            return [self.renew_slot(lease_id, hold_seconds=hold, now=now)]
         replies = self._run_batch(
             "renew_slot", [(lease_id, repr(float(hold))) for lease_id, hold in holds], now=now
         )
