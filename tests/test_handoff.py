@@ -56,6 +56,20 @@ async def wait_listening(manager: AdmissionManager) -> None:
     raise AssertionError("the handoff listener never subscribed")
 
 
+async def released_while_waiting(
+    ask: Any, places: list[int], other: AdmissionManager, holder: str, held: SlotResult
+) -> Any:
+    """Starts `ask` (a coroutine that waits for a slot, recording its places in `places`) once
+    this process listens; releases the slot held elsewhere once `ask` has been shown a place;
+    returns what `ask` returns."""
+    await wait_listening(get_manager())
+    task = asyncio.create_task(ask)
+    while not places:
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
+    return await asyncio.wait_for(task, timeout=10)
+
+
 def slot_for(sid: str, places: list[int], poll_interval: float = SLOW_POLL) -> Any:
     """generation_slot for `sid` (60 s limit), recording in `places` each place it is shown."""
 
@@ -257,12 +271,7 @@ def test_a_waiter_that_misses_the_push_finds_its_grant_on_its_next_poll(
             async with slot_for(waiter, places, poll_interval=0.05) as lease:
                 return lease
 
-        await wait_listening(get_manager())
-        task = asyncio.create_task(ask())
-        while not places:
-            await asyncio.sleep(0.01)
-        await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
-        return await asyncio.wait_for(task, timeout=10)
+        return await released_while_waiting(ask(), places, other, holder, held)
 
     lease = asyncio.run(scenario())
     assert outcomes[-1] == "granted" and set(outcomes[:-1]) == {"wait"}, outcomes
@@ -334,12 +343,7 @@ def test_a_pushed_grant_takes_its_generation_hold_as_the_waiter_starts(redis_url
                     await asyncio.sleep(0.02)
                 return left
 
-        await wait_listening(manager)
-        task = asyncio.create_task(ask())
-        while not places:
-            await asyncio.sleep(0.01)
-        await asyncio.to_thread(other.release_slot, holder, lease_id=held.lease_id)
-        return await asyncio.wait_for(task, timeout=10)
+        return await released_while_waiting(ask(), places, other, holder, held)
 
     left = asyncio.run(scenario())
     assert cap - 5 < left <= cap, left  # handed over with one lease TTL (30 s), then the cap

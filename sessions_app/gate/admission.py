@@ -214,8 +214,12 @@ class AdmissionManager(SlotScripts):
             k.journal,
         ]
 
+    def _argv(self, args: tuple[Any, ...], now: float | None) -> list[Any]:
+        """A script's ARGV: the key prefix, the clock ("" for Redis TIME), then its own."""
+        return [self.keys.tagged, "" if now is None else repr(float(now)), *args]
+
     def _run(self, name: str, *args: Any, now: float | None = None) -> Any:
-        argv = [self.keys.tagged, "" if now is None else repr(float(now)), *args]
+        argv = self._argv(args, now)
         with redis_errors():
             try:
                 return _decode(self._scripts[name](keys=self._script_keys, args=argv))
@@ -236,20 +240,20 @@ class AdmissionManager(SlotScripts):
         (restarted) gets the script loaded and the batch sent once more. No NOCONFIG repair:
         the callers are retried by their own renewers."""
         script = self._scripts[name]
-        at = "" if now is None else repr(float(now))
         keys = self._script_keys
+
+        def send() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *self._argv(args, now))
+                return [_decode(reply) for reply in pipe.execute()]
+
         with redis_errors():
-            for attempt in (1, 2):
-                with self.client.pipeline(transaction=False) as pipe:
-                    for args in calls:
-                        pipe.evalsha(script.sha, len(keys), *keys, self.keys.tagged, at, *args)
-                    try:
-                        return [_decode(reply) for reply in pipe.execute()]
-                    except redis.exceptions.NoScriptError:
-                        if attempt == 2:
-                            raise
+            try:
+                return send()
+            except redis.exceptions.NoScriptError:
                 self.client.script_load(script.script)
-        raise AssertionError("unreachable")
+                return send()
 
     # --- sessions ---------------------------------------------------------------------------
 

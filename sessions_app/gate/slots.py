@@ -50,6 +50,11 @@ def _slot_result(reply: list[Any]) -> SlotResult:
     return SlotResult("not_active", wait_limit=wait_limit, lease_ttl=lease_ttl)
 
 
+def _hold_arg(seconds: float) -> str:
+    """renew_slot.lua's optional hold: "" for none."""
+    return repr(float(seconds)) if seconds else ""
+
+
 def parse_grants(payload: bytes | str) -> dict[str, SlotResult]:
     """The grants one handoff message announces, by waiter id."""
     return {
@@ -103,18 +108,14 @@ class SlotScripts:
     ) -> bool:
         """Extends a live lease by one TTL; False if it is gone. `hold_seconds`: the cap a
         handed-over lease takes as its waiter starts (it was granted without one)."""
-        hold = repr(float(hold_seconds)) if hold_seconds else ""
-        result = self._run("renew_slot", lease_id, hold, now=now)
+        result = self._run("renew_slot", lease_id, _hold_arg(hold_seconds), now=now)
         return bool(int(result[0]))
 
     def take_holds(self, holds: list[tuple[str, float]], *, now: float | None = None) -> list[bool]:
         """The generation holds of several handed-over leases (lease id, hold seconds) in one
         round trip: a burst of releases hands out several at once. False for a lease gone."""
-        if len(holds) == 1:
-            (lease_id, hold), *_ = holds
-            return [self.renew_slot(lease_id, hold_seconds=hold, now=now)]
         replies = self._run_batch(
-            "renew_slot", [(lease_id, repr(float(hold))) for lease_id, hold in holds], now=now
+            "renew_slot", [(lease_id, _hold_arg(hold)) for lease_id, hold in holds], now=now
         )
         return [bool(int(reply[0])) for reply in replies]
 
